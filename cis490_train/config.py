@@ -1,0 +1,106 @@
+"""Every setting, read from the environment in one place.
+
+The defaults work on one machine: a Redis on localhost, the store on
+localhost:8490, data and artifacts under the user's XDG directories.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+TOKEN_FILE = ".worker-token"
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    base = os.environ.get(var)
+    return Path(base) if base else Path.home() / fallback
+
+
+def _float(env: dict[str, str], name: str, default: float, low: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < low:
+        raise ConfigError(f"{name}={raw!r} must be >= {low:g}")
+    return value
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < low:
+        raise ConfigError(f"{name}={raw!r} must be >= {low}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str
+    result_backend: str
+    store_url: str
+    store_root: Path
+    worker_token: str | None
+    data_dir: Path
+    work_dir: Path
+    host_id: str | None
+    capability_file: Path | None
+    heartbeat_s: float
+    max_upload_bytes: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        broker = env.get("CIS490_BROKER_URL") or "redis://127.0.0.1:6379/0"
+        if not broker.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"CIS490_BROKER_URL={broker!r}: only redis://, rediss:// or unix:// URLs are supported")
+        store_root = Path(env.get("CIS490_STORE_ROOT") or _xdg("XDG_DATA_HOME", ".local/share") / "cis490" / "store")
+        cap = env.get("CIS490_CAPABILITY_FILE")
+        return cls(
+            broker_url=broker,
+            result_backend=env.get("CIS490_RESULT_BACKEND") or broker,
+            store_url=(env.get("CIS490_STORE_URL") or "http://127.0.0.1:8490").rstrip("/"),
+            store_root=store_root,
+            worker_token=env.get("CIS490_WORKER_TOKEN") or _token_from_file(store_root),
+            data_dir=Path(env.get("CIS490_DATA_DIR") or _xdg("XDG_CACHE_HOME", ".cache") / "cis490" / "data" / "synthetic"),
+            work_dir=Path(env.get("CIS490_WORK_DIR") or _xdg("XDG_CACHE_HOME", ".cache") / "cis490" / "work"),
+            host_id=env.get("CIS490_HOST_ID") or None,
+            capability_file=Path(cap) if cap else None,
+            heartbeat_s=_float(env, "CIS490_HEARTBEAT_S", 5.0, 0.1),
+            max_upload_bytes=_int(env, "CIS490_STORE_MAX_BYTES", 64 << 30, 1),
+        )
+
+
+def _token_from_file(store_root: Path) -> str | None:
+    """A store started without a token writes one beside its data; same-machine clients read it."""
+    try:
+        return (store_root / TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def ensure_store_token(store_root: Path) -> str:
+    """The token a store started without CIS490_WORKER_TOKEN uses: made once, kept 0600."""
+    existing = _token_from_file(store_root)
+    if existing:
+        return existing
+    store_root.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    path = store_root / TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
