@@ -1,0 +1,287 @@
+"""One attempt of one job on this worker: lease, trainer subprocess, heartbeats, bundle, upload, commit.
+
+Celery-free apart from what the task hands in (a progress callback and a way
+to send the next attempt's message), so the whole life of an attempt reads top
+to bottom here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import lifecycle
+from .artifacts.bundle import make_bundle
+from .artifacts.client import StoreClient
+from .capability import Capability
+from .config import Settings
+from .errors import Cis490Error, JobNotFound, StoreError
+from .lifecycle import Lease
+from .registry import JobRecord, Registry
+from .routing import CPU
+
+log = logging.getLogger("cis490.attempt")
+
+TAIL_LINES = 50
+KILL_GRACE_S = 2.0
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: str
+    attempt: int
+    status: str  # completed | failed | requeued | dropped | lease_lost
+    detail: str = ""
+    artifact_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "attempt": self.attempt, "status": self.status, "detail": self.detail, "artifact_id": self.artifact_id}
+
+
+Dispatch = Callable[[JobRecord], None]
+ProgressSink = Callable[[dict[str, Any]], None]
+
+
+class AttemptRunner:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        settings: Settings,
+        capability: Capability,
+        worker: str,
+        on_progress: ProgressSink,
+        dispatch: Dispatch,
+        stopping: threading.Event,
+    ):
+        self.registry = registry
+        self.settings = settings
+        self.capability = capability
+        self.worker = worker
+        self.on_progress = on_progress
+        self.dispatch = dispatch
+        self.stopping = stopping
+
+    def run(self, job_id: str, attempt: int, wake: threading.Event) -> Outcome:
+        lease = Lease(attempt=attempt, worker=self.worker, host=self.capability.host_id)
+        try:
+            claimed = self.registry.claim(job_id, lease)
+        except JobNotFound:
+            return Outcome(job_id, attempt, "dropped", "job is not in the registry")
+        if not claimed.ok:
+            log.info("dropping message %s:%s: %s", job_id, attempt, claimed.reason)
+            return Outcome(job_id, attempt, "dropped", claimed.reason)
+        job = self.registry.get(job_id)
+        workdir = self.settings.work_dir / f"{job_id}-{attempt}"
+        try:
+            return self._train(job, lease, workdir, wake)
+        except StoreError as exc:
+            return self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc), retry=True)
+        except Exception as exc:
+            log.exception("job %s attempt %s failed", job_id, attempt)
+            return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"{type(exc).__name__}: {exc}", retry=False)
+
+    def _train(self, job: JobRecord, lease: Lease, workdir: Path, wake: threading.Event) -> Outcome:
+        shutil.rmtree(workdir, ignore_errors=True)
+        out = workdir / "out"
+        out.mkdir(parents=True)
+        spec_path = workdir / "spec.json"
+        spec_path.write_text(json.dumps(job.spec.to_dict(), indent=2))
+        device = CPU if job.queue.startswith(CPU + ".") else "cuda"
+        cmd = [
+            sys.executable, "-m", "cis490_train.trainer",
+            "--spec", str(spec_path), "--out", str(out),
+            "--data", str(self.settings.data_dir), "--device", device,
+        ]
+        log.info("job %s attempt %s: %s", job.job_id, lease.attempt, " ".join(cmd))
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            **_new_process_group(),
+        )
+        reader = _OutputReader(proc, workdir / "train.log", wake)
+        reader.start()
+
+        if not self.registry.start(job.job_id, lease).ok:
+            _kill_group(proc)
+            reader.join()
+            return Outcome(job.job_id, lease.attempt, "lease_lost", "job changed before the trainer started")
+
+        stop_reason = self._supervise(job, lease, proc, reader, wake)
+        if stop_reason == "shutdown":
+            _kill_group(proc)
+            reader.join()
+            return self._fail(job, lease, lifecycle.WORKER_SHUTDOWN, "worker shutdown", retry=True)
+        if stop_reason == "lease_lost":
+            _kill_group(proc)
+            reader.join()
+            log.warning("job %s attempt %s: lease lost, trainer stopped", job.job_id, lease.attempt)
+            return Outcome(job.job_id, lease.attempt, "lease_lost", "the job was reassigned or cancelled")
+
+        rc = proc.wait()
+        reader.join()
+        self._beat(job, lease, reader.progress)
+        if rc != 0:
+            tail = "\n".join(reader.tail)
+            return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"trainer exited with code {rc}\n{tail}".rstrip(), retry=False)
+
+        report = json.loads((out / "report.json").read_text())
+        bundle = make_bundle(out, workdir / "bundle.tar.zst")
+        client = StoreClient(self.settings.store_url, self.settings.worker_token)
+        client.upload(
+            bundle.path,
+            bundle.sha256,
+            model=job.spec.model,
+            mode=job.spec.mode,
+            job_id=job.job_id,
+            attempt=lease.attempt,
+            host=lease.host,
+        )
+        result = _result_summary(report, job, lease, bundle.size)
+        done = self.registry.complete(job.job_id, lease, bundle.sha256, result)
+        if not done.ok:
+            log.warning("job %s attempt %s: artifact %s uploaded but not recorded: %s", job.job_id, lease.attempt, bundle.sha256, done.reason)
+            return Outcome(job.job_id, lease.attempt, "lease_lost", done.reason, bundle.sha256)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return Outcome(job.job_id, lease.attempt, "completed", artifact_id=bundle.sha256)
+
+    def _supervise(self, job: JobRecord, lease: Lease, proc: subprocess.Popen, reader: _OutputReader, wake: threading.Event) -> str:
+        """Beat and report progress until the trainer exits; say why if it must be stopped instead."""
+        last_beat = time.monotonic()
+        last_pushed: dict[str, Any] | None = None
+        while True:
+            wake.wait(timeout=PROGRESS_EVERY_S)
+            wake.clear()
+            if self.stopping.is_set():
+                return "shutdown"
+            progress = reader.progress
+            if progress and progress is not last_pushed:
+                self.on_progress(_progress_meta(job, lease, progress))
+                last_pushed = progress
+            if reader.finished.is_set():
+                return "exited"
+            if time.monotonic() - last_beat >= self.settings.heartbeat_s:
+                last_beat = time.monotonic()
+                if not self._beat(job, lease, progress):
+                    return "lease_lost"
+
+    def _beat(self, job: JobRecord, lease: Lease, progress: dict[str, Any] | None) -> bool:
+        try:
+            return self.registry.beat(job.job_id, lease, progress).ok
+        except Cis490Error as exc:
+            log.warning("heartbeat for %s failed: %s", job.job_id, exc)
+            return True
+
+    def _fail(self, job: JobRecord, lease: Lease, failure: str, error: str, retry: bool) -> Outcome:
+        t = self.registry.fail(job.job_id, lease, failure, error, retry)
+        if not t.ok:
+            return Outcome(job.job_id, lease.attempt, "lease_lost", t.reason)
+        if t.dispatch is not None:
+            self.dispatch(self.registry.get(job.job_id))
+            return Outcome(job.job_id, lease.attempt, "requeued", f"{failure}: {error}")
+        return Outcome(job.job_id, lease.attempt, "failed", f"{failure}: {error}")
+
+
+class _OutputReader(threading.Thread):
+    """Reads the trainer's output: progress lines become the latest progress, the rest a tail and a log."""
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path, wake: threading.Event):
+        super().__init__(name="cis490-trainer-output", daemon=True)
+        self.proc = proc
+        self.log_path = log_path
+        self.wake = wake
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.progress: dict[str, Any] | None = None
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with self.log_path.open("w", encoding="utf-8") as logf:
+                for raw in iter(self.proc.stdout.readline, b""):
+                    line = raw.decode("utf-8", "replace").rstrip("\n")
+                    logf.write(line + "\n")
+                    logf.flush()
+                    event = _parse_event(line)
+                    if event is not None and event.get("event") == "progress":
+                        self.progress = event
+                        self.wake.set()
+                    elif event is None:
+                        self.tail.append(line)
+        finally:
+            self.proc.stdout.close()
+            self.proc.wait()
+            self.finished.set()
+            self.wake.set()
+
+
+def _parse_event(line: str) -> dict[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _progress_meta(job: JobRecord, lease: Lease, progress: dict[str, Any]) -> dict[str, Any]:
+    keys = ("phase", "epoch", "epochs", "step", "steps", "loss", "metric", "metric_name", "eta_s", "elapsed_s")
+    return {
+        "job_id": job.job_id,
+        "name": job.name,
+        "attempt": lease.attempt,
+        "host": lease.host,
+        **{k: progress.get(k) for k in keys},
+    }
+
+
+def _result_summary(report: dict[str, Any], job: JobRecord, lease: Lease, size: int) -> dict[str, Any]:
+    keys = ("model", "mode", "split_recipe", "seed", "device", "n_train", "n_val", "n_test", "metrics", "baseline", "duration_s", "train_seconds")
+    summary = {k: report.get(k) for k in keys}
+    summary.update(host=lease.host, attempt=lease.attempt, bundle_bytes=size)
+    return summary
+
+
+def _new_process_group() -> dict[str, Any]:
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop the trainer and everything it started: SIGTERM to the group, SIGKILL after a grace period."""
+    if proc.poll() is not None:
+        return
+    if os.name == "nt":
+        proc.kill()
+        proc.wait()
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -1,0 +1,47 @@
+"""Celery settings shared by every process of the fleet (workers, enqueue, Flower).
+
+`visibility_timeout` must be the same everywhere: the shortest one in the fleet
+wins. Messages are acknowledged late, one at a time, so a busy worker holds no
+second message that an idle host could run; a redelivered message meets the
+registry's fencing and changes nothing.
+"""
+
+from __future__ import annotations
+
+from .config import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+result_backend = _settings.result_backend
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+event_serializer = "json"
+
+task_acks_late = True
+task_acks_on_failure_or_timeout = True
+task_reject_on_worker_lost = False
+worker_prefetch_multiplier = 1
+worker_concurrency = 1
+worker_pool = "threads"
+task_ignore_result = True
+task_track_started = False
+result_expires = 7 * 24 * 3600
+
+worker_send_task_events = True
+task_send_sent_event = True
+
+task_create_missing_queues = True
+task_default_queue = "cpu"
+task_default_priority = 9
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+broker_transport_options = {
+    "visibility_timeout": 3600,
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    "queue_order_strategy": "priority",
+}
+result_backend_transport_options = {"visibility_timeout": 3600}

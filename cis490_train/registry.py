@@ -1,0 +1,495 @@
+"""The job registry in Redis: specs, states, attempts, queue classes, host policies, live workers.
+
+Keys under `cis490:op:` are written only by operators (enqueue, cancel,
+requeue); job state under `cis490:job:` is written by operators and workers.
+Every per-job transition reads the state, asks `lifecycle` what to do and
+writes under WATCH, so two writers never interleave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import redis
+
+from . import lifecycle
+from .errors import BrokerUnavailable, JobNotFound
+from .lifecycle import JobState, Lease, Transition
+from .manifest import HostSpec, JobSpec
+from .routing import QueueClass
+
+PREFIX = "cis490:"
+JOBS = PREFIX + "op:jobs"
+QUEUES = PREFIX + "op:queues"
+HOSTS = PREFIX + "op:hosts"
+WORKERS = PREFIX + "workers"
+
+# Create a job only if it does not exist: concurrent enqueues of one manifest insert it once.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], KEYS[4])
+return 1
+"""
+
+
+def _state_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def _attempts_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:attempts"
+
+
+def _spec_key(job_id: str) -> str:
+    return f"{PREFIX}op:spec:{job_id}"
+
+
+def _worker_key(name: str) -> str:
+    return f"{PREFIX}worker:{name}"
+
+
+def spec_digest(spec: JobSpec, queue: str, broker_priority: int) -> str:
+    blob = json.dumps([spec.to_dict(), queue, broker_priority], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    spec: JobSpec
+    status: str
+    attempt: int
+    starts: int
+    max_attempts: int
+    queue: str
+    broker_priority: int
+    manifest: str
+    worker: str = ""
+    host: str = ""
+    created_at: float | None = None
+    updated_at: float | None = None
+    claimed_at: float | None = None
+    started_at: float | None = None
+    heartbeat_at: float | None = None
+    finished_at: float | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    failure: str = ""
+    artifact_id: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+    sent: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def state(self) -> JobState:
+        return JobState(self.status, self.attempt, self.starts, self.max_attempts, self.worker)
+
+    @classmethod
+    def from_redis(cls, job_id: str, f: dict[str, str], spec_json: str | None) -> JobRecord:
+        def num(key: str) -> float | None:
+            raw = f.get(key)
+            return float(raw) if raw else None
+
+        return cls(
+            job_id=job_id,
+            spec=JobSpec.from_dict(json.loads(spec_json)) if spec_json else JobSpec(name=f.get("name", job_id), model=f.get("model", "?")),
+            status=f.get("status", "?"),
+            attempt=int(f.get("attempt") or 0),
+            starts=int(f.get("starts") or 0),
+            max_attempts=int(f.get("max_attempts") or 3),
+            queue=f.get("queue", ""),
+            broker_priority=int(f.get("bprio") or 0),
+            manifest=f.get("manifest", ""),
+            worker=f.get("worker", ""),
+            host=f.get("host", ""),
+            created_at=num("created_at"),
+            updated_at=num("updated_at"),
+            claimed_at=num("claimed_at"),
+            started_at=num("started_at"),
+            heartbeat_at=num("heartbeat_at"),
+            finished_at=num("finished_at"),
+            progress=json.loads(f["progress"]) if f.get("progress") else {},
+            error=f.get("error", ""),
+            failure=f.get("failure", ""),
+            artifact_id=f.get("artifact_id", ""),
+            result=json.loads(f["result"]) if f.get("result") else {},
+            sent=f.get("sent", "1") == "1",
+        )
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    job_id: str
+    name: str
+    outcome: str  # inserted | updated | unchanged
+    attempt: int
+    needs_send: bool
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    host_id: str
+    tiers: tuple[str, ...]
+    queues: tuple[str, ...]
+    capability: dict[str, Any]
+    pid: int
+    started_at: float
+    seen_at: float
+    active: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "name": self.name,
+                "host_id": self.host_id,
+                "tiers": list(self.tiers),
+                "queues": list(self.queues),
+                "capability": self.capability,
+                "pid": self.pid,
+                "started_at": self.started_at,
+                "seen_at": self.seen_at,
+                "active": list(self.active),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> WorkerInfo:
+        d = json.loads(raw)
+        return cls(
+            name=d["name"],
+            host_id=d["host_id"],
+            tiers=tuple(d["tiers"]),
+            queues=tuple(d["queues"]),
+            capability=d["capability"],
+            pid=d["pid"],
+            started_at=d["started_at"],
+            seen_at=d["seen_at"],
+            active=tuple(d.get("active", ())),
+        )
+
+
+class Registry:
+    def __init__(self, url: str, client: redis.Redis | None = None):
+        self.url = url
+        self.r = client or redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            socket_timeout=30,
+            health_check_interval=15,
+        )
+        self._create = self.r.register_script(_CREATE)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(_safe_url(self.url), str(exc).rstrip(".") or type(exc).__name__) from None
+        except redis.AuthenticationError as exc:
+            raise BrokerUnavailable(_safe_url(self.url), f"authentication failed ({exc})") from None
+
+    def ping(self) -> None:
+        with self._guard():
+            self.r.ping()
+
+    # --- enqueue -------------------------------------------------------------------
+
+    def apply(self, plans: list[tuple[JobSpec, str, int]], manifest: str, now: float | None = None) -> list[ApplyOutcome]:
+        """Insert new jobs and reroute changed pending ones; (spec, queue, broker priority) per job."""
+        now = time.time() if now is None else now
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for spec, _, _ in plans:
+                pipe.hmget(_state_key(spec.job_id), "status", "digest", "attempt", "sent")
+            existing = pipe.execute()
+
+            outcomes: list[ApplyOutcome | None] = [None] * len(plans)
+            creates = self.r.pipeline(transaction=False)
+            created_idx = []
+            for i, ((spec, queue, bprio), (status, digest, attempt, sent)) in enumerate(zip(plans, existing)):
+                new_digest = spec_digest(spec, queue, bprio)
+                if status is None:
+                    fields = _initial_fields(spec, queue, bprio, manifest, new_digest, now)
+                    self._create(
+                        keys=[_state_key(spec.job_id), _spec_key(spec.job_id), JOBS, spec.job_id],
+                        args=[json.dumps(spec.to_dict(), sort_keys=True), *_flatten(fields)],
+                        client=creates,
+                    )
+                    created_idx.append(i)
+                elif digest == new_digest:
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "unchanged", int(attempt), status == lifecycle.PENDING and sent == "0")
+                else:
+                    outcomes[i] = self._update(spec, queue, bprio, manifest, new_digest, now)
+            for i, created in zip(created_idx, creates.execute()):
+                spec = plans[i][0]
+                if created:
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "inserted", 1, True)
+                else:
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "unchanged", self.get(spec.job_id).attempt, False)
+        return [o for o in outcomes if o is not None]
+
+    def _update(self, spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str, now: float) -> ApplyOutcome:
+        fields = {
+            "name": spec.name,
+            "queue": queue,
+            "priority": spec.priority,
+            "bprio": bprio,
+            "max_attempts": spec.max_attempts,
+            "manifest": manifest,
+            "digest": digest,
+        }
+        spec_json = json.dumps(spec.to_dict(), sort_keys=True)
+
+        def decide(state: JobState) -> Transition:
+            moved = lifecycle.reroute(state, now)
+            return Transition(ok=True, changes={**fields, **moved.changes}, dispatch=moved.dispatch)
+
+        t, state = self._transition(spec.job_id, decide, extra=lambda pipe: pipe.set(_spec_key(spec.job_id), spec_json))
+        attempt = t.dispatch or state.attempt
+        return ApplyOutcome(spec.job_id, spec.name, "updated", attempt, t.dispatch is not None)
+
+    def mark_sent(self, items: Iterable[tuple[str, int]]) -> None:
+        """Record that the message of (job, attempt) is on the broker, unless the job moved on."""
+        script = "if redis.call('HGET', KEYS[1], 'attempt') == ARGV[1] then redis.call('HSET', KEYS[1], 'sent', 1) end"
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for job_id, attempt in items:
+                pipe.eval(script, 1, _state_key(job_id), str(attempt))
+            pipe.execute()
+
+    # --- transitions -----------------------------------------------------------------
+
+    def _transition(
+        self,
+        job_id: str,
+        decide: Callable[[JobState], Transition],
+        extra: Callable[[Any], Any] | None = None,
+    ) -> tuple[Transition, JobState]:
+        key = _state_key(job_id)
+        with self._guard():
+            with self.r.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)
+                        fields = pipe.hgetall(key)
+                        if not fields:
+                            pipe.unwatch()
+                            raise JobNotFound(job_id)
+                        state = JobState.from_fields(fields)
+                        t = decide(state)
+                        if not t.ok:
+                            pipe.unwatch()
+                            return t, state
+                        last = pipe.lindex(_attempts_key(job_id), -1) if t.record else None
+                        pipe.multi()
+                        if t.changes:
+                            pipe.hset(key, mapping={k: _enc(v) for k, v in t.changes.items()})
+                        if t.record and last:
+                            rec = json.loads(last)
+                            if "outcome" not in rec:
+                                rec.update(t.record)
+                                pipe.lset(_attempts_key(job_id), -1, json.dumps(rec))
+                        if t.new_record:
+                            pipe.rpush(_attempts_key(job_id), json.dumps(t.new_record))
+                        if extra:
+                            extra(pipe)
+                        pipe.execute()
+                        return t, state
+                    except redis.WatchError:
+                        continue
+
+    def claim(self, job_id: str, lease: Lease) -> Transition:
+        return self._transition(job_id, lambda s: lifecycle.claim(s, lease, time.time()))[0]
+
+    def start(self, job_id: str, lease: Lease) -> Transition:
+        return self._transition(job_id, lambda s: lifecycle.start(s, lease, time.time()))[0]
+
+    def beat(self, job_id: str, lease: Lease, progress: dict[str, Any] | None = None) -> Transition:
+        blob = json.dumps(progress) if progress else ""
+        return self._transition(job_id, lambda s: lifecycle.beat(s, lease, time.time(), blob))[0]
+
+    def complete(self, job_id: str, lease: Lease, artifact_id: str, result: dict[str, Any]) -> Transition:
+        blob = json.dumps(result)
+        return self._transition(job_id, lambda s: lifecycle.complete(s, lease, time.time(), artifact_id, blob))[0]
+
+    def fail(self, job_id: str, lease: Lease, failure: str, error: str, retry: bool) -> Transition:
+        return self._transition(job_id, lambda s: lifecycle.fail(s, lease, time.time(), failure, error, retry))[0]
+
+    def requeue(self, job_id: str) -> Transition:
+        return self._transition(job_id, lambda s: lifecycle.requeue(s, time.time()))[0]
+
+    def cancel(self, job_id: str) -> Transition:
+        return self._transition(job_id, lambda s: lifecycle.cancel(s, time.time()))[0]
+
+    # --- reads -------------------------------------------------------------------------
+
+    def job_ids(self) -> list[str]:
+        with self._guard():
+            return sorted(self.r.smembers(JOBS))
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(_state_key(job_id))
+            pipe.get(_spec_key(job_id))
+            fields, spec_json = pipe.execute()
+        if not fields:
+            raise JobNotFound(job_id)
+        return JobRecord.from_redis(job_id, fields, spec_json)
+
+    def jobs(self, ids: Iterable[str] | None = None) -> list[JobRecord]:
+        ids = self.job_ids() if ids is None else list(ids)
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(_state_key(job_id))
+                pipe.get(_spec_key(job_id))
+            raw = pipe.execute()
+        records = []
+        for i, job_id in enumerate(ids):
+            fields, spec_json = raw[2 * i], raw[2 * i + 1]
+            if fields:
+                records.append(JobRecord.from_redis(job_id, fields, spec_json))
+        return records
+
+    def find(self, key: str) -> JobRecord:
+        """A job by id, unique id prefix or name."""
+        ids = self.job_ids()
+        if key in ids:
+            return self.get(key)
+        prefixed = [i for i in ids if i.startswith(key)] if len(key) >= 4 else []
+        if len(prefixed) == 1:
+            return self.get(prefixed[0])
+        named = [r for r in self.jobs(ids) if r.name == key]
+        if len(named) == 1:
+            return named[0]
+        if len(prefixed) > 1 or len(named) > 1:
+            found = sorted({*prefixed, *(r.job_id for r in named)})
+            raise JobNotFound(f"{key} (ambiguous: matches {', '.join(found)})")
+        raise JobNotFound(key)
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        with self._guard():
+            return [json.loads(x) for x in self.r.lrange(_attempts_key(job_id), 0, -1)]
+
+    # --- queue classes and host policies ---------------------------------------------
+
+    def add_queue_classes(self, classes: Iterable[QueueClass]) -> list[str]:
+        """Record class queues; returns the names that were new."""
+        classes = list({qc.name: qc for qc in classes}.values())
+        if not classes:
+            return []
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for qc in classes:
+                pipe.hsetnx(QUEUES, qc.name, json.dumps(qc.to_dict(), sort_keys=True))
+            added = pipe.execute()
+        return [qc.name for qc, new in zip(classes, added) if new]
+
+    def queue_classes(self) -> list[QueueClass]:
+        with self._guard():
+            raw = self.r.hgetall(QUEUES)
+        return [QueueClass.from_dict(json.loads(v)) for _, v in sorted(raw.items())]
+
+    def set_hosts(self, hosts: Iterable[HostSpec]) -> None:
+        mapping = {h.name: json.dumps(h.to_dict(), sort_keys=True) for h in hosts}
+        if mapping:
+            with self._guard():
+                self.r.hset(HOSTS, mapping=mapping)
+
+    def hosts(self) -> dict[str, HostSpec]:
+        with self._guard():
+            raw = self.r.hgetall(HOSTS)
+        return {k: HostSpec.from_dict(json.loads(v)) for k, v in raw.items()}
+
+    def host_policy(self, host_id: str) -> HostSpec | None:
+        with self._guard():
+            raw = self.r.hget(HOSTS, host_id)
+        return HostSpec.from_dict(json.loads(raw)) if raw else None
+
+    # --- live workers ----------------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo, ttl_s: float) -> None:
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.set(_worker_key(info.name), info.to_json(), px=max(1, int(ttl_s * 1000)))
+            pipe.sadd(WORKERS, info.name)
+            pipe.execute()
+
+    def unregister_worker(self, name: str) -> None:
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.delete(_worker_key(name))
+            pipe.srem(WORKERS, name)
+            pipe.execute()
+
+    def workers(self) -> list[WorkerInfo]:
+        """Workers whose record has not expired; expired names are dropped from the set."""
+        with self._guard():
+            names = sorted(self.r.smembers(WORKERS))
+            if not names:
+                return []
+            raws = self.r.mget([_worker_key(n) for n in names])
+            gone = [n for n, raw in zip(names, raws) if raw is None]
+            if gone:
+                self.r.srem(WORKERS, *gone)
+        return [WorkerInfo.from_json(raw) for raw in raws if raw is not None]
+
+
+def _initial_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str, now: float) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "model": spec.model,
+        "mode": spec.mode,
+        "queue": queue,
+        "priority": spec.priority,
+        "bprio": bprio,
+        "max_attempts": spec.max_attempts,
+        "manifest": manifest,
+        "digest": digest,
+        "status": lifecycle.PENDING,
+        "attempt": 1,
+        "starts": 0,
+        "sent": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _enc(value: Any) -> str | int | float:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float, str)):
+        return value
+    return json.dumps(value)
+
+
+def _flatten(fields: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    for k, v in fields.items():
+        out += [k, _enc(v)]
+    return out
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
