@@ -1,51 +1,240 @@
-"""The `cis490-train` command: a thin shell that parses, calls, prints and picks exit codes."""
+"""The `cis490-train` command: a thin shell that parses, calls, prints and picks exit codes.
+
+User errors print one line (or the list of manifest problems) and exit
+non-zero without a traceback; exit codes come from the error class.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
+
+from rich.console import Console
 
 from .config import Settings, ensure_store_token
 from .errors import Cis490Error
 
+out = Console(highlight=False, soft_wrap=True)
 
-def _cmd_store_serve(args: argparse.Namespace, settings: Settings) -> int:
+
+def _registry(settings: Settings):
+    from .registry import Registry
+
+    registry = Registry(settings.broker_url)
+    registry.ping()
+    return registry
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _cmd_capability(args, settings: Settings) -> int:
+    from .capability import Capability
+
+    cap = Capability.load(settings.capability_file, settings.host_id)
+    if args.json:
+        _print_json(cap.to_dict())
+        return 0
+    out.print(f"host        {cap.host_id}")
+    out.print(f"cores       {cap.cpu_cores}")
+    out.print(f"RAM         {cap.ram_total_gib:g} GiB total, {cap.ram_available_gib:g} GiB available")
+    if cap.cuda_devices:
+        for g in cap.cuda_devices:
+            out.print(f"cuda:{g.index}      {g.name}, {g.vram_total_gib:g} GiB VRAM ({g.vram_free_gib:g} GiB free)")
+    else:
+        out.print("CUDA        none (this host serves the cpu tier)")
+    out.print(f"torch       {cap.torch_version or 'not installed'}")
+    out.print(f"xgboost     {cap.xgboost_version or 'not installed'}")
+    out.print(f"code        {cap.git_commit or 'unknown commit'}")
+    return 0
+
+
+def _cmd_enqueue(args, settings: Settings) -> int:
+    from .enqueue import apply_manifest
+    from .manifest import Manifest
+
+    manifest = Manifest.load(args.manifest)
+    report = apply_manifest(manifest, _registry(settings))
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        out.print(report.summary())
+        if report.not_in_manifest:
+            out.print(f"not in manifest (kept until cancelled): {', '.join(report.not_in_manifest)}")
+    return 0
+
+
+def _cmd_status(args, settings: Settings) -> int:
+    from .views import counts_line, jobs_table
+
+    records = _registry(settings).jobs()
+    if args.manifest:
+        records = [r for r in records if r.manifest == args.manifest]
+    if args.json:
+        _print_json({"counts": counts_line(records), "jobs": [_record_dict(r) for r in records]})
+        return 0
+    out.print(jobs_table(records))
+    return 0
+
+
+def _record_dict(r) -> dict:
+    return {
+        "job_id": r.job_id,
+        "name": r.name,
+        "manifest": r.manifest,
+        "status": r.status,
+        "attempt": r.attempt,
+        "starts": r.starts,
+        "max_attempts": r.max_attempts,
+        "queue": r.queue,
+        "broker_priority": r.broker_priority,
+        "worker": r.worker,
+        "host": r.host,
+        "created_at": r.created_at,
+        "claimed_at": r.claimed_at,
+        "started_at": r.started_at,
+        "heartbeat_at": r.heartbeat_at,
+        "finished_at": r.finished_at,
+        "progress": r.progress,
+        "error": r.error,
+        "failure": r.failure,
+        "artifact_id": r.artifact_id,
+        "result": r.result,
+        "spec": r.spec.to_dict(),
+    }
+
+
+def _cmd_show(args, settings: Settings) -> int:
+    from .explain import why_waiting
+    from .routing import QueueClass
+    from .views import progress_text
+
+    registry = _registry(settings)
+    record = registry.find(args.job)
+    attempts = registry.attempts(record.job_id)
+    classes = {qc.name: qc for qc in registry.queue_classes()}
+    waiting = why_waiting(record, classes.get(record.queue), registry.workers(), registry.hosts())
+    if args.json:
+        _print_json({**_record_dict(record), "attempts": attempts, "waiting": waiting})
+        return 0
+    spec = record.spec
+    out.print(f"[bold]{record.name}[/bold]  {record.job_id}  ({record.manifest})")
+    out.print(f"status      {record.status} (attempt {record.attempt}, {record.starts} of {record.max_attempts} tries used)")
+    out.print(f"model       {spec.model} / {spec.mode} / split {spec.split_recipe} / seed {spec.seed}")
+    out.print(f"hyper       {json.dumps(spec.hyper, sort_keys=True)}")
+    out.print(f"queue       {record.queue} (manifest priority {spec.priority}, broker priority {record.broker_priority})")
+    if record.host:
+        out.print(f"host        {record.host} ({record.worker})")
+    if progress_text(record):
+        out.print(f"progress    {progress_text(record)}")
+    if record.artifact_id:
+        out.print(f"artifact    {record.artifact_id}")
+    if record.result.get("metrics"):
+        from .views import metric_cell
+
+        for key, m in record.result["metrics"].items():
+            out.print(f"{key:<12}{metric_cell(m)}")
+    if record.error:
+        out.print(f"error       [{record.failure}] {record.error}", markup=False)
+    for line in waiting:
+        out.print(f"waiting     {line}", markup=False)
+    for a in attempts:
+        outcome = a.get("outcome", "in progress")
+        failure = f" [{a['failure']}]" if a.get("failure") else ""
+        out.print(f"attempt {a['attempt']:<3} {a.get('host', '')} ({a.get('worker', '')}): {outcome}{failure}", markup=False)
+    return 0
+
+
+def _cmd_workers(args, settings: Settings) -> int:
+    from .views import workers_table
+
+    workers = _registry(settings).workers()
+    if args.json:
+        _print_json([json.loads(w.to_json()) for w in workers])
+        return 0
+    out.print(workers_table(workers))
+    return 0
+
+
+def _cmd_results(args, settings: Settings) -> int:
+    from .views import leaderboard_rows, results_table
+
+    records = _registry(settings).jobs()
+    if args.manifest:
+        records = [r for r in records if r.manifest == args.manifest]
+    rows = leaderboard_rows(records)
+    if args.json:
+        _print_json(rows)
+        return 0
+    out.print(results_table(rows))
+    return 0
+
+
+def _cmd_run(args, settings: Settings) -> int:
+    from .run import run_manifest
+
+    return run_manifest(Path(args.manifest), settings, workers=args.workers, console=out, keep_dir=args.keep)
+
+
+def _cmd_store_serve(args, settings: Settings) -> int:
     from .artifacts.server import serve
 
     root = Path(args.root) if args.root else settings.store_root
-    token = settings.worker_token if args.root is None else None
-    import os
-
     token = os.environ.get("CIS490_WORKER_TOKEN") or ensure_store_token(root)
     serve(root=root, host=args.host, port=args.port, token=token, max_bytes=settings.max_upload_bytes)
     return 0
 
 
-def _cmd_data_synth(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_data_synth(args, settings: Settings) -> int:
     from .trainer.data import synthesize
 
-    out = Path(args.out) if args.out else settings.data_dir
-    synthesize(out, small=args.small, seed=args.seed)
-    print(f"wrote synthetic dataset to {out}")
+    target = Path(args.out) if args.out else settings.data_dir
+    synthesize(target, small=args.small, seed=args.seed)
+    out.print(f"wrote synthetic dataset to {target}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cis490-train")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="cis490-train", description="A training fleet on Celery and Redis.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    store = sub.add_parser("store", help="the artifact store").add_subparsers(dest="store_command", required=True)
+    def add(name: str, func, help_: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=func)
+        return p
+
+    add("capability", _cmd_capability, "what this host can do (cores, RAM, CUDA, versions)")
+    p = add("enqueue", _cmd_enqueue, "apply a manifest: queue new jobs, keep existing ones (idempotent)")
+    p.add_argument("manifest")
+    p = add("status", _cmd_status, "job counts and a table of jobs")
+    p.add_argument("--manifest", help="only the jobs of this manifest name")
+    p = add("show", _cmd_show, "one job: spec, status, attempts, host, progress, error, artifact")
+    p.add_argument("job", help="job id, unique id prefix or job name")
+    add("workers", _cmd_workers, "live workers with host, capability and subscribed queues")
+    p = add("results", _cmd_results, "the leaderboard of completed jobs")
+    p.add_argument("--manifest", help="only the jobs of this manifest name")
+    p = add("run", _cmd_run, "everything on this machine: private Redis, store and worker; train a manifest end to end", json_flag=False)
+    p.add_argument("manifest")
+    p.add_argument("--workers", type=int, default=1, help="worker processes to start (default 1)")
+    p.add_argument("--keep", action="store_true", help="keep the run's temporary directory (logs, Redis data)")
+
+    store = sub.add_parser("store", help="the artifact store").add_subparsers(dest="store_command", required=True, metavar="COMMAND")
     serve = store.add_parser("serve", help="run the artifact store's HTTP service")
-    serve.add_argument("--root")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--root", help="storage directory (default: CIS490_STORE_ROOT)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8490)
     serve.set_defaults(func=_cmd_store_serve)
 
-    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
-    synth = data.add_parser("synth", help="write the synthetic dataset")
-    synth.add_argument("--out")
-    synth.add_argument("--small", action="store_true")
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    synth = data.add_parser("synth", help="write the deterministic synthetic dataset")
+    synth.add_argument("--out", help="directory (default: CIS490_DATA_DIR)")
+    synth.add_argument("--small", action="store_true", help="the small preset used by the tests")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=_cmd_data_synth)
     return parser
@@ -58,3 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     except Cis490Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -148,6 +148,7 @@ class WorkerInfo:
     started_at: float
     seen_at: float
     active: tuple[str, ...] = ()
+    ready: bool = False
 
     def to_json(self) -> str:
         return json.dumps(
@@ -161,6 +162,7 @@ class WorkerInfo:
                 "started_at": self.started_at,
                 "seen_at": self.seen_at,
                 "active": list(self.active),
+                "ready": self.ready,
             }
         )
 
@@ -177,6 +179,7 @@ class WorkerInfo:
             started_at=d["started_at"],
             seen_at=d["seen_at"],
             active=tuple(d.get("active", ())),
+            ready=bool(d.get("ready", False)),
         )
 
 

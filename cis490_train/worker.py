@@ -80,11 +80,13 @@ class Runtime:
             started_at=self.started_at,
             seen_at=now,
             active=active,
+            ready=self.consumer is not None,
         )
         self.registry.register_worker(info, ttl_s=max(3 * self.settings.heartbeat_s, 5.0))
 
     def start_sync(self, consumer) -> None:
         self.consumer = consumer
+        self.publish(self.current_queues(consumer.app))
         self._thread = threading.Thread(target=self._sync_loop, args=(consumer.app,), name="cis490-sync", daemon=True)
         self._thread.start()
 

@@ -1,0 +1,205 @@
+"""The embedded default: a private redis-server, the store and workers on this machine.
+
+`cis490-train run` and the test suite start the fleet's services through these
+classes; each owns one child process, waits for it to be ready with a
+deadline, and stops exactly the process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from .errors import EmbeddedRunError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(what: str, ready, proc: subprocess.Popen, timeout: float, log: Path | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedRunError(f"{what} exited with code {proc.returncode} while starting{_log_hint(log)}")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise EmbeddedRunError(f"{what} not ready after {timeout:.0f}s{_log_hint(log)}")
+
+
+def _log_hint(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+    return f" (see {log}: {' | '.join(tail)})" if tail else f" (see {log})"
+
+
+class Service:
+    """One child process we started; stopping it never touches anything else."""
+
+    name = "service"
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class RedisServer(Service):
+    name = "redis-server"
+
+    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False):
+        super().__init__()
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.log = workdir / "redis.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise EmbeddedRunError("redis-server is not installed; install it (Debian/Ubuntu: apt-get install redis-server) or point CIS490_BROKER_URL at a Redis")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.workdir),
+                "--save", "",
+                "--appendonly", "yes" if self.appendonly else "no",
+                "--maxmemory-policy", "noeviction",
+                "--logfile", str(self.log),
+                "--daemonize", "no",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+
+        def ready() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        _wait(self.name, ready, self.proc, timeout, self.log)
+        client.close()
+        return self
+
+
+class StoreServer(Service):
+    name = "artifact store"
+
+    def __init__(self, root: Path, env: dict[str, str], port: int | None = None, log: Path | None = None):
+        super().__init__()
+        self.root = root
+        self.port = port or free_port()
+        self.env = env
+        self.log = log or root / "store.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> StoreServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as logf:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cis490_train", "store", "serve", "--root", str(self.root), "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(self.name, ready, self.proc, timeout, self.log)
+        return self
+
+
+class WorkerProcess(Service):
+    name = "celery worker"
+
+    def __init__(self, nodename: str, tiers: str, env: dict[str, str], log: Path, concurrency: int = 1):
+        super().__init__()
+        self.nodename = nodename
+        self.tiers = tiers
+        self.env = env
+        self.log = log
+        self.concurrency = concurrency
+
+    def start(self, registry, timeout: float = 60.0) -> WorkerProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as logf:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "celery", "-A", "cis490_train", "worker",
+                    "-Q", self.tiers, "-n", self.nodename, "-c", str(self.concurrency),
+                    "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+                ],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+            )
+        _wait(f"worker {self.nodename}", lambda: self.ready(registry), self.proc, timeout, self.log)
+        return self
+
+    def ready(self, registry) -> bool:
+        """Registered, and its consumer has started (the sync thread publishes it)."""
+        for w in registry.workers():
+            if w.name == self.nodename and w.pid == self.proc.pid and w.ready:
+                return True
+        return False
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,155 @@
+"""Tables and lines the CLI prints: pure functions from registry records to rich renderables."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from .lifecycle import STATUSES
+from .registry import JobRecord, WorkerInfo
+
+_STATUS_STYLE = {
+    "pending": "yellow",
+    "claimed": "cyan",
+    "running": "bold cyan",
+    "completed": "green",
+    "failed": "bold red",
+    "cancelled": "dim",
+}
+METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+
+
+def counts_line(records: list[JobRecord]) -> str:
+    counts = Counter(r.status for r in records)
+    parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
+    return f"{len(records)} jobs: " + (", ".join(parts) if parts else "none")
+
+
+def progress_text(r: JobRecord) -> str:
+    p = r.progress
+    if r.status not in ("claimed", "running") or not p:
+        return ""
+    bits = []
+    if p.get("epochs"):
+        bits.append(f"{p.get('phase') or 'epoch'} {p.get('epoch')}/{p['epochs']}")
+    elif p.get("steps"):
+        bits.append(f"step {p.get('step')}/{p['steps']}")
+    if p.get("loss") is not None:
+        bits.append(f"loss {p['loss']:.4g}")
+    if p.get("metric") is not None:
+        bits.append(f"{p.get('metric_name') or 'metric'} {p['metric']:.3f}")
+    if p.get("eta_s") is not None:
+        bits.append(f"eta {_duration(p['eta_s'])}")
+    return ", ".join(bits)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def jobs_table(records: list[JobRecord], now: float | None = None) -> Table:
+    now = time.time() if now is None else now
+    table = Table(title=counts_line(records), title_justify="left")
+    for col in ("job", "id", "model", "mode", "split", "status", "try", "host", "progress", "beat"):
+        table.add_column(col, no_wrap=col in ("id", "status"))
+    for r in sorted(records, key=lambda r: (-r.spec.priority, r.name)):
+        beat = f"{now - r.heartbeat_at:.0f}s ago" if r.heartbeat_at and r.status in ("claimed", "running") else ""
+        table.add_row(
+            r.name,
+            r.job_id,
+            r.spec.model,
+            r.spec.mode,
+            r.spec.split_recipe,
+            Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
+            f"{r.starts}/{r.max_attempts}",
+            r.host,
+            progress_text(r) or (r.error.splitlines()[0][:60] if r.status == "failed" and r.error else ""),
+            beat,
+        )
+    return table
+
+
+def metric_cell(m: dict[str, Any] | None) -> str:
+    if not m or m.get("value") is None:
+        return ""
+    return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+
+
+def leaderboard_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
+    rows = []
+    for r in records:
+        if r.status != "completed" or not r.result:
+            continue
+        res = r.result
+        rows.append(
+            {
+                "job": r.name,
+                "job_id": r.job_id,
+                "model": r.spec.model,
+                "mode": r.spec.mode,
+                "split": r.spec.split_recipe,
+                "metrics": res.get("metrics") or {},
+                "baseline": res.get("baseline") or {},
+                "host": res.get("host") or r.host,
+                "duration_s": (r.finished_at - r.started_at) if r.finished_at and r.started_at else None,
+                "artifact_id": r.artifact_id,
+            }
+        )
+    rows.sort(key=lambda row: -((row["metrics"].get("macro_f1") or {}).get("value") or 0.0))
+    return rows
+
+
+def results_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(rows)} completed job{'s' if len(rows) != 1 else ''} (95% bootstrap CI)", title_justify="left")
+    for col in ("model", "mode", "split", "accuracy", "macro-F1", "balanced acc.", "baseline acc.", "host", "duration", "artifact"):
+        table.add_column(col, no_wrap=True)
+    for row in rows:
+        m, b = row["metrics"], row["baseline"]
+        table.add_row(
+            row["model"],
+            row["mode"],
+            row["split"],
+            metric_cell(m.get("accuracy")),
+            metric_cell(m.get("macro_f1")),
+            metric_cell(m.get("balanced_accuracy")),
+            f"{b['accuracy']['value']:.3f}" if b.get("accuracy") else "",
+            row["host"],
+            _duration(row["duration_s"]),
+            row["artifact_id"][:12],
+        )
+    return table
+
+
+def workers_table(workers: list[WorkerInfo], now: float | None = None) -> Table:
+    now = time.time() if now is None else now
+    table = Table(title=f"{len(workers)} live worker{'s' if len(workers) != 1 else ''}", title_justify="left")
+    for col in ("worker", "host", "tiers", "cores", "RAM GiB", "GPUs", "busy with", "queues", "seen"):
+        table.add_column(col)
+    for w in workers:
+        cap = w.capability
+        gpus = ", ".join(f"{g['name']} {g['vram_total_gib']:g} GiB" for g in cap.get("cuda_devices", [])) or "-"
+        table.add_row(
+            w.name,
+            w.host_id,
+            ",".join(w.tiers),
+            str(cap.get("cpu_cores", "")),
+            f"{cap.get('ram_total_gib', 0):g}",
+            gpus,
+            ", ".join(a.split(":")[0] for a in w.active) or "-",
+            ", ".join(q for q in w.queues if "." in q) or "-",
+            f"{now - w.seen_at:.0f}s ago",
+        )
+    return table

@@ -1,0 +1,151 @@
+"""Shared fixtures: a private redis-server for the session, the store, workers and a small dataset.
+
+Every service is a real process started through `cis490_train.embedded` and
+stopped by the handle that started it; nothing touches a Redis on the default
+port or the user's home directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from cis490_train.embedded import RedisServer, StoreServer, WorkerProcess, new_token
+from cis490_train.registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    os.environ.pop("CIS490_BROKER_URL", None)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        hint = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(hint)
+        pytest.skip(hint)
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis, emptied for this test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def registry(redis_url):
+    return Registry(redis_url)
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    from cis490_train.trainer.data import synthesize
+
+    path = tmp_path_factory.mktemp("data") / "small"
+    synthesize(path, small=True, seed=0)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A private HOME/XDG tree so nothing lands in the real user's directories."""
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+@pytest.fixture
+def fleet_env(redis_url, dataset, tmp_path, home):
+    """Environment for fleet processes: this test's Redis, the small dataset, a token, private dirs."""
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith("CIS490_"):
+            del env[key]
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_CACHE_HOME=str(home / "cache"),
+        CIS490_BROKER_URL=redis_url,
+        CIS490_RESULT_BACKEND=redis_url,
+        CIS490_DATA_DIR=str(dataset),
+        CIS490_WORKER_TOKEN=new_token(),
+        CIS490_STORE_ROOT=str(tmp_path / "store"),
+        CIS490_WORK_DIR=str(tmp_path / "work"),
+        CIS490_HEARTBEAT_S="1",
+        CIS490_TRAINER_THREADS="1",
+    )
+    return env
+
+
+@pytest.fixture
+def store(fleet_env, tmp_path):
+    server = StoreServer(tmp_path / "store", fleet_env, log=tmp_path / "store.log").start()
+    fleet_env["CIS490_STORE_URL"] = server.url
+    yield server
+    server.stop()
+
+
+def write_capability(path: Path, host_id: str, *, cores: int = 2, ram: float = 16.0, gpus: list[float] = ()) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "host_id": host_id,
+                "cpu_cores": cores,
+                "ram_total_gib": ram,
+                "ram_available_gib": ram,
+                "cuda_devices": [{"index": i, "name": "test-gpu", "vram_total_gib": v, "vram_free_gib": v} for i, v in enumerate(gpus)],
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def start_worker(fleet_env, registry, tmp_path):
+    """Start a real `celery worker` standing in for a host described by a capability file."""
+    started: list[WorkerProcess] = []
+
+    def start(host_id: str, tiers: str = "cpu", *, cores: int = 2, ram: float = 16.0, gpus: list[float] = (), wait: bool = True) -> WorkerProcess:
+        cap = write_capability(tmp_path / f"cap-{host_id}.json", host_id, cores=cores, ram=ram, gpus=list(gpus))
+        env = dict(fleet_env, CIS490_CAPABILITY_FILE=str(cap), CIS490_HOST_ID=host_id)
+        w = WorkerProcess(f"w{len(started) + 1}-{host_id}@test", tiers, env, tmp_path / f"worker-{host_id}-{len(started) + 1}.log")
+        started.append(w)
+        if wait:
+            w.start(registry)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cis490_train", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll until `predicate()` is truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,72 @@
+"""The job state machine: fenced transitions as pure functions."""
+
+from __future__ import annotations
+
+from cis490_train import lifecycle as lc
+from cis490_train.lifecycle import JobState, Lease
+
+W1 = Lease(attempt=1, worker="w1", host="a")
+W2 = Lease(attempt=1, worker="w2", host="b")
+
+
+def held(status=lc.RUNNING, attempt=1, starts=1, max_attempts=3, worker="w1") -> JobState:
+    return JobState(status, attempt, starts, max_attempts, worker)
+
+
+def test_claim_takes_a_pending_job_once():
+    t = lc.claim(JobState(lc.PENDING, 1), W1, 10.0)
+    assert t.ok and t.changes["status"] == lc.CLAIMED and t.changes["worker"] == "w1" and t.changes["starts"] == 1
+    assert t.new_record["attempt"] == 1
+    assert not lc.claim(held(lc.CLAIMED), W2, 11.0).ok
+
+
+def test_stale_attempt_changes_nothing():
+    for event in (
+        lambda s: lc.claim(s, Lease(1, "w1"), 0),
+        lambda s: lc.start(s, Lease(1, "w1"), 0),
+        lambda s: lc.beat(s, Lease(1, "w1"), 0),
+        lambda s: lc.complete(s, Lease(1, "w1"), 0, "a" * 64, "{}"),
+        lambda s: lc.fail(s, Lease(1, "w1"), 0, lc.TRAINER_ERROR, "x", False),
+    ):
+        t = event(held(lc.RUNNING, attempt=2))
+        assert not t.ok and "stale attempt 1" in t.reason and not t.changes
+
+
+def test_only_the_lease_holder_beats_completes_or_fails():
+    state = held(lc.RUNNING, worker="w1")
+    assert lc.beat(state, W1, 1.0, '{"epoch": 1}').ok
+    for t in (lc.beat(state, W2, 1.0), lc.complete(state, W2, 1.0, "x", "{}"), lc.fail(state, W2, 1.0, lc.UPLOAD_ERROR, "e", True)):
+        assert not t.ok and "held by w1" in t.reason
+
+
+def test_lifecycle_claim_start_beat_complete():
+    s = JobState(lc.PENDING, 1)
+    s = JobState(lc.claim(s, W1, 1).changes["status"], 1, 1, 3, "w1")
+    t = lc.start(s, W1, 2)
+    assert t.ok and t.changes["status"] == lc.RUNNING
+    s = held(lc.RUNNING)
+    done = lc.complete(s, W1, 3, "f" * 64, '{"m": 1}')
+    assert done.ok and done.changes["status"] == lc.COMPLETED and done.changes["artifact_id"] == "f" * 64
+    assert not lc.complete(held(lc.COMPLETED), W1, 4, "x", "{}").ok
+
+
+def test_retryable_failure_becomes_the_next_attempt_until_the_budget_is_spent():
+    t = lc.fail(held(starts=1), W1, 5, lc.WORKER_SHUTDOWN, "worker shutdown", retry=True)
+    assert t.ok and t.changes["status"] == lc.PENDING and t.changes["attempt"] == 2 and t.dispatch == 2
+    last = lc.fail(held(starts=3, max_attempts=3), W1, 5, lc.UPLOAD_ERROR, "store down", retry=True)
+    assert last.changes["status"] == lc.FAILED and last.dispatch is None and "gave up after 3" in last.changes["error"]
+    trainer = lc.fail(held(starts=1), W1, 5, lc.TRAINER_ERROR, "exit 1", retry=False)
+    assert trainer.changes["status"] == lc.FAILED and trainer.record["failure"] == lc.TRAINER_ERROR
+
+
+def test_requeue_from_any_state_resets_the_budget():
+    for status in lc.STATUSES:
+        t = lc.requeue(held(status, attempt=4, starts=3), 9)
+        assert t.ok and t.changes["status"] == lc.PENDING and t.changes["attempt"] == 5 and t.changes["starts"] == 0 and t.dispatch == 5
+
+
+def test_cancel_and_reroute():
+    assert lc.cancel(held(lc.RUNNING), 1).changes["status"] == lc.CANCELLED
+    assert not lc.cancel(held(lc.COMPLETED), 1).ok
+    assert lc.reroute(JobState(lc.PENDING, 2), 1).dispatch == 3
+    assert not lc.reroute(held(lc.RUNNING), 1).ok
