@@ -82,6 +82,24 @@ class TrainerError(Cis490Error):
     """Training itself failed (bad spec for the data, a model that cannot fit)."""
 
 
+class SpecError(Cis490Error):
+    """The trainer's spec file is missing, not JSON, or lacks or mistypes a field."""
+
+    exit_code = 2
+
+
+class ModelNotImplemented(TrainerError):
+    """A registered model this trainer cannot train yet: the job, not the host, has to change."""
+
+    exit_code = 2
+
+
+class DeviceUnavailable(Cis490Error):
+    """CUDA was asked for on a host (or a torch build) that cannot provide it."""
+
+    exit_code = 2
+
+
 class StoreError(Cis490Error):
     """The artifact store refused or failed an upload or download."""
 

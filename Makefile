@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test clean
+
+venv: $(STAMP)
+
+# torch first: the pinned CPU build, so the package's torch range adds nothing heavier.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[cpu,test]'
+	touch $(STAMP)
+
+demo: venv
+	@command -v redis-server >/dev/null || { echo "error: make demo needs redis-server (Debian/Ubuntu: apt-get install redis-server)" >&2; exit 2; }
+	$(BIN)/cis490-train run manifests/demo.toml
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
