@@ -17,7 +17,8 @@ from rich.console import Console
 from .config import Settings, ensure_store_token
 from .errors import Cis490Error
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, `| less`) gets a width that fits the results table instead of 80 columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _registry(settings: Settings):
