@@ -21,29 +21,16 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(base) if base else Path.home() / fallback
 
 
-def _float(env: dict[str, str], name: str, default: float, low: float) -> float:
+def _number(env: dict[str, str], name: str, default: float, low: float, kind: type = float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+        raise ConfigError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
     if value < low:
         raise ConfigError(f"{name}={raw!r} must be >= {low:g}")
-    return value
-
-
-def _int(env: dict[str, str], name: str, default: int, low: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < low:
-        raise ConfigError(f"{name}={raw!r} must be >= {low}")
     return value
 
 
@@ -79,8 +66,8 @@ class Settings:
             work_dir=Path(env.get("CIS490_WORK_DIR") or _xdg("XDG_CACHE_HOME", ".cache") / "cis490" / "work"),
             host_id=env.get("CIS490_HOST_ID") or None,
             capability_file=Path(cap) if cap else None,
-            heartbeat_s=_float(env, "CIS490_HEARTBEAT_S", 5.0, 0.1),
-            max_upload_bytes=_int(env, "CIS490_STORE_MAX_BYTES", 64 << 30, 1),
+            heartbeat_s=_number(env, "CIS490_HEARTBEAT_S", 5.0, 0.1),
+            max_upload_bytes=_number(env, "CIS490_STORE_MAX_BYTES", 64 << 30, 1, int),
         )
 
 
@@ -100,7 +87,10 @@ def ensure_store_token(store_root: Path) -> str:
     store_root.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     path = store_root / TOKEN_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _token_from_file(store_root) or ensure_store_token(store_root)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token

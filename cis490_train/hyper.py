@@ -82,6 +82,19 @@ _KNN = (
     _p("metric", str, "euclidean", "distance on standardised features", choices=("euclidean", "manhattan", "cosine")),
 )
 
+_RECURRENT = _TORCH_COMMON + (
+    _p("hidden_dim", int, 64, "recurrent state size", 1, 65_536),
+    _p("n_layers", int, 1, "stacked recurrent layers", 1, 16),
+    _p("bidirectional", bool, False, "read the window both ways"),
+)
+
+_TRANSFORMER = _TORCH_COMMON + (
+    _p("d_model", int, 64, "embedding width", 8, 8192),
+    _p("n_heads", int, 4, "attention heads (must divide d_model)", 1, 128),
+    _p("n_layers", int, 2, "encoder layers", 1, 64),
+    _p("dim_feedforward", int, 128, "feed-forward width", 8, 65_536),
+)
+
 SCHEMAS: dict[str, tuple[HyperParam, ...]] = {
     "gbt": (
         _p("n_estimators", int, 200, "boosting rounds", 1, 100_000),
@@ -110,31 +123,11 @@ SCHEMAS: dict[str, tuple[HyperParam, ...]] = {
         _p("kernel_size", int, 5, "temporal kernel width", 1, 255),
         _p("n_layers", int, 2, "convolution blocks", 1, 64),
     ),
-    "gru": _TORCH_COMMON
+    "gru": _RECURRENT,
+    "lstm": _RECURRENT,
+    "transformer": _TRANSFORMER,
+    "transformer_ssl": _TRANSFORMER
     + (
-        _p("hidden_dim", int, 64, "recurrent state size", 1, 65_536),
-        _p("n_layers", int, 1, "stacked recurrent layers", 1, 16),
-        _p("bidirectional", bool, False, "read the window both ways"),
-    ),
-    "lstm": _TORCH_COMMON
-    + (
-        _p("hidden_dim", int, 64, "recurrent state size", 1, 65_536),
-        _p("n_layers", int, 1, "stacked recurrent layers", 1, 16),
-        _p("bidirectional", bool, False, "read the window both ways"),
-    ),
-    "transformer": _TORCH_COMMON
-    + (
-        _p("d_model", int, 64, "embedding width", 8, 8192),
-        _p("n_heads", int, 4, "attention heads (must divide d_model)", 1, 128),
-        _p("n_layers", int, 2, "encoder layers", 1, 64),
-        _p("dim_feedforward", int, 128, "feed-forward width", 8, 65_536),
-    ),
-    "transformer_ssl": _TORCH_COMMON
-    + (
-        _p("d_model", int, 64, "embedding width", 8, 8192),
-        _p("n_heads", int, 4, "attention heads (must divide d_model)", 1, 128),
-        _p("n_layers", int, 2, "encoder layers", 1, 64),
-        _p("dim_feedforward", int, 128, "feed-forward width", 8, 65_536),
         _p("pretrain_epochs", int, 10, "self-supervised epochs on unlabelled windows", 0, 100_000),
         _p("pretrain_lr", float, 1e-3, "learning rate of the pre-training phase", 1e-7, 10.0),
         _p("mask_ratio", float, 0.15, "share of time steps masked for reconstruction", 0.01, 0.9),

@@ -245,15 +245,7 @@ class Registry:
         return [o for o in outcomes if o is not None]
 
     def _update(self, spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str, now: float) -> ApplyOutcome:
-        fields = {
-            "name": spec.name,
-            "queue": queue,
-            "priority": spec.priority,
-            "bprio": bprio,
-            "max_attempts": spec.max_attempts,
-            "manifest": manifest,
-            "digest": digest,
-        }
+        fields = _routing_fields(spec, queue, bprio, manifest, digest)
         spec_json = json.dumps(spec.to_dict(), sort_keys=True)
 
         def decide(state: JobState) -> Transition:
@@ -452,7 +444,8 @@ class Registry:
         return [WorkerInfo.from_json(raw) for raw in raws if raw is not None]
 
 
-def _initial_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str, now: float) -> dict[str, Any]:
+def _routing_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str) -> dict[str, Any]:
+    """What an enqueue sets on every apply; a change of any of these re-routes a pending job."""
     return {
         "name": spec.name,
         "model": spec.model,
@@ -463,6 +456,12 @@ def _initial_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest
         "max_attempts": spec.max_attempts,
         "manifest": manifest,
         "digest": digest,
+    }
+
+
+def _initial_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str, now: float) -> dict[str, Any]:
+    return {
+        **_routing_fields(spec, queue, bprio, manifest, digest),
         "status": lifecycle.PENDING,
         "attempt": 1,
         "starts": 0,
