@@ -1,0 +1,49 @@
+"""SIGTERM on a worker: the running attempt fails as "worker shutdown" and is requeued at once."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import pytest
+
+from conftest import cli, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def trainer_processes(job_id: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "cis490_train.trainer" in cmd and any(job_id in part for part in cmd):
+            found.append(proc)
+    return found
+
+
+def test_sigterm_requeues_the_running_attempt_and_leaves_no_trainer(fleet_env, registry, store, start_worker, tmp_path):
+    manifest = tmp_path / "long.toml"
+    manifest.write_text(
+        'schema_version = 1\nname = "long"\n[[jobs]]\nname = "slow-mlp"\nmodel = "mlp"\nsplit_recipe = "sample"\n'
+        "n_resamples = 100\nhyper = { epochs = 400, batch_size = 16 }\n"
+    )
+    first = start_worker("box", "cpu")
+    assert cli(fleet_env, "enqueue", str(manifest)).returncode == 0
+    job = wait_for(lambda: (j := registry.find("slow-mlp")).status == "running" and j.progress and j, 120, "the job to run")
+    assert trainer_processes(job.job_id)
+
+    first.proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    requeued = wait_for(lambda: (j := registry.find("slow-mlp")).attempt == 2 and j, 10, "the attempt to be requeued")
+    assert time.monotonic() - sent < 5
+    assert requeued.status == "pending" and requeued.failure == "worker_shutdown"
+    (attempt,) = registry.attempts(job.job_id)
+    assert attempt["outcome"] == "failed" and attempt["failure"] == "worker_shutdown"
+    wait_for(lambda: not trainer_processes(job.job_id), 10, "the trainer process group to be gone")
+    first.proc.wait(timeout=30)
+
+    start_worker("box2", "cpu")
+    wait_for(lambda: registry.find("slow-mlp").status == "running", 60, "attempt 2 to start on the other worker")
+    again = registry.find("slow-mlp")
+    assert again.attempt == 2 and again.host == "box2"
