@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
 import psutil
 import pytest
+import redis
 
 from conftest import cli, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+def _task_state(url: str, task_id: str) -> dict | None:
+    """The task's state as the Celery result backend holds it (what Flower and AsyncResult read)."""
+    raw = redis.Redis.from_url(url).get(f"celery-task-meta-{task_id}")
+    return json.loads(raw) if raw else None
 
 
 def trainer_processes(job_id: str) -> list[psutil.Process]:
@@ -32,6 +40,13 @@ def test_sigterm_requeues_the_running_attempt_and_leaves_no_trainer(fleet_env, r
     assert cli(fleet_env, "enqueue", str(manifest)).returncode == 0
     job = wait_for(lambda: (j := registry.find("slow-mlp")).status == "running" and j.progress and j, 120, "the job to run")
     assert trainer_processes(job.job_id)
+    def training_state():
+        meta = _task_state(fleet_env["CIS490_RESULT_BACKEND"], f"{job.job_id}:1")
+        return meta if meta and (meta.get("result") or {}).get("epochs") else None
+
+    meta = wait_for(training_state, 30, "a PROGRESS task state with the epoch count")
+    assert meta["status"] == "PROGRESS" and meta["result"]["job_id"] == job.job_id and meta["result"]["host"] == "box"
+    assert meta["result"]["epochs"] == 400 and meta["result"]["loss"] is not None
 
     first.proc.send_signal(signal.SIGTERM)
     sent = time.monotonic()
