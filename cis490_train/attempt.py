@@ -31,11 +31,12 @@ from .errors import Cis490Error, JobNotFound, StoreError
 from .lifecycle import Lease
 from .registry import JobRecord, Registry
 from .routing import CPU
+from .trainer import EXIT_OOM, PARENT_PID_ENV
 
 log = logging.getLogger("cis490.attempt")
 
 TAIL_LINES = 50
-KILL_GRACE_S = 2.0
+KILL_GRACE_S = 1.0
 PROGRESS_EVERY_S = 1.0
 
 
@@ -43,7 +44,7 @@ PROGRESS_EVERY_S = 1.0
 class Outcome:
     job_id: str
     attempt: int
-    status: str  # completed | failed | requeued | dropped | lease_lost
+    status: str  # completed | failed | requeued | cancelled | deferred | dropped | lease_lost
     detail: str = ""
     artifact_id: str = ""
 
@@ -78,9 +79,17 @@ class AttemptRunner:
     def run(self, job_id: str, attempt: int, wake: threading.Event) -> Outcome:
         lease = Lease(attempt=attempt, worker=self.worker, host=self.capability.host_id)
         try:
-            claimed = self.registry.claim(job_id, lease)
+            job = self.registry.get(job_id)
         except JobNotFound:
             return Outcome(job_id, attempt, "dropped", "job is not in the registry")
+        if job.status == lifecycle.PENDING and job.attempt == attempt:
+            short = self._vram_shortfall(job, wake)
+            if short:
+                self.registry.note_waiting(job_id, attempt, short)
+                self.dispatch(self.registry.get(job_id))
+                log.info("job %s attempt %s put back: %s", job_id, attempt, short)
+                return Outcome(job_id, attempt, "deferred", short)
+        claimed = self.registry.claim(job_id, lease)
         if not claimed.ok:
             log.info("dropping message %s:%s: %s", job_id, attempt, claimed.reason)
             return Outcome(job_id, attempt, "dropped", claimed.reason)
@@ -89,10 +98,29 @@ class AttemptRunner:
         try:
             return self._train(job, lease, workdir, wake)
         except StoreError as exc:
-            return self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc), retry=True)
+            return self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc))
         except Exception as exc:
             log.exception("job %s attempt %s failed", job_id, attempt)
-            return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"{type(exc).__name__}: {exc}", retry=False)
+            return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _vram_shortfall(self, job: JobRecord, wake: threading.Event) -> str:
+        """Why this host cannot start a CUDA job now ('' when it can): its VRAM floor is not free.
+
+        Waits up to CIS490_VRAM_WAIT_S for another process to let go before putting the job back.
+        """
+        need = job.spec.min_vram_gib
+        if not need or job.queue.startswith(CPU + "."):
+            return ""
+        deadline = time.monotonic() + self.settings.vram_wait_s
+        while True:
+            cap = Capability.load(self.settings.capability_file, self.settings.host_id)
+            free = cap.max_vram_free_gib
+            if free >= need:
+                return ""
+            if time.monotonic() >= deadline or self.stopping.is_set():
+                return f"{cap.host_id} had {free:g} GiB VRAM free of the {need:g} GiB the job needs (at {time.strftime('%H:%M:%S')})"
+            wake.wait(timeout=min(2.0, self.settings.vram_wait_s))
+            wake.clear()
 
     def _train(self, job: JobRecord, lease: Lease, workdir: Path, wake: threading.Event) -> Outcome:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -112,59 +140,68 @@ class AttemptRunner:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())},
             **_new_process_group(),
         )
         reader = _OutputReader(proc, workdir / "train.log", wake)
         reader.start()
 
         if not self.registry.start(job.job_id, lease).ok:
-            _kill_group(proc)
-            reader.join()
+            _stop(proc, reader)
             return Outcome(job.job_id, lease.attempt, "lease_lost", "job changed before the trainer started")
 
         stop_reason = self._supervise(job, lease, proc, reader, wake)
+        if stop_reason != "exited":
+            _stop(proc, reader)
         if stop_reason == "shutdown":
-            _kill_group(proc)
-            reader.join()
-            return self._fail(job, lease, lifecycle.WORKER_SHUTDOWN, "worker shutdown", retry=True)
+            return self._fail(job, lease, lifecycle.WORKER_SHUTDOWN, "worker shutdown")
+        if stop_reason == "timeout":
+            return self._fail(job, lease, lifecycle.TIMEOUT, f"max_runtime_s={job.spec.max_runtime_s:g} exceeded; trainer stopped")
+        if stop_reason == "cancelled":
+            log.info("job %s attempt %s cancelled; trainer stopped", job.job_id, lease.attempt)
+            return Outcome(job.job_id, lease.attempt, "cancelled", "cancelled by operator")
         if stop_reason == "lease_lost":
-            _kill_group(proc)
-            reader.join()
             log.warning("job %s attempt %s: lease lost, trainer stopped", job.job_id, lease.attempt)
-            return Outcome(job.job_id, lease.attempt, "lease_lost", "the job was reassigned or cancelled")
+            return Outcome(job.job_id, lease.attempt, "lease_lost", "the job was reassigned")
 
         rc = proc.wait()
         reader.join()
-        self._beat(job, lease, reader.progress)
         if rc != 0:
             tail = "\n".join(reader.tail)
-            return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"trainer exited with code {rc}\n{tail}".rstrip(), retry=False)
+            failure, what = _exit_failure(rc)
+            return self._fail(job, lease, failure, f"{what}\n{tail}".rstrip())
+        if not self._beat(job, lease, reader.progress, strict=True):
+            return Outcome(job.job_id, lease.attempt, "lease_lost", "the job was reassigned before the upload")
 
         report = json.loads((out / "report.json").read_text())
         bundle = make_bundle(out, workdir / "bundle.tar.zst")
-        client = StoreClient(self.settings.store_url, self.settings.worker_token)
-        client.upload(
-            bundle.path,
-            bundle.sha256,
-            model=job.spec.model,
-            mode=job.spec.mode,
-            job_id=job.job_id,
-            attempt=lease.attempt,
-            host=lease.host,
-        )
+        with StoreClient(self.settings.store_url, self.settings.worker_token) as client:
+            client.upload(
+                bundle.path,
+                bundle.sha256,
+                model=job.spec.model,
+                mode=job.spec.mode,
+                job_id=job.job_id,
+                attempt=lease.attempt,
+                host=lease.host,
+            )
         result = _result_summary(report, job, lease, bundle.size)
         done = self.registry.complete(job.job_id, lease, bundle.sha256, result)
-        if not done.ok:
+        if not done.ok and self.registry.get(job.job_id).artifact_id != bundle.sha256:
             log.warning("job %s attempt %s: artifact %s uploaded but not recorded: %s", job.job_id, lease.attempt, bundle.sha256, done.reason)
             return Outcome(job.job_id, lease.attempt, "lease_lost", done.reason, bundle.sha256)
         shutil.rmtree(workdir, ignore_errors=True)
         return Outcome(job.job_id, lease.attempt, "completed", artifact_id=bundle.sha256)
 
     def _supervise(self, job: JobRecord, lease: Lease, proc: subprocess.Popen, reader: _OutputReader, wake: threading.Event) -> str:
-        """Beat and report progress until the trainer exits; say why if it must be stopped instead."""
-        last_beat = time.monotonic()
+        """Beat and report progress until the trainer exits; say why if it must be stopped instead.
+
+        Wakes at least every second, so a cancel or a reassignment stops the trainer within about a second.
+        """
+        started = time.monotonic()
+        last_beat = started
         last_pushed: dict[str, Any] | None = None
+        limit = job.spec.max_runtime_s
         while True:
             wake.wait(timeout=PROGRESS_EVERY_S)
             wake.clear()
@@ -176,19 +213,37 @@ class AttemptRunner:
                 last_pushed = progress
             if reader.finished.is_set():
                 return "exited"
+            if limit and time.monotonic() - started > limit:
+                return "timeout"
+            moved = self._moved_on(job, lease)
+            if moved:
+                return moved
             if time.monotonic() - last_beat >= self.settings.heartbeat_s:
                 last_beat = time.monotonic()
                 if not self._beat(job, lease, progress):
                     return "lease_lost"
 
-    def _beat(self, job: JobRecord, lease: Lease, progress: dict[str, Any] | None) -> bool:
+    def _moved_on(self, job: JobRecord, lease: Lease) -> str:
+        try:
+            status, attempt = self.registry.status_of(job.job_id)
+        except Cis490Error:
+            return ""
+        if status == lifecycle.CANCELLED:
+            return "cancelled"
+        if attempt != lease.attempt or status not in lifecycle.LEASED:
+            return "lease_lost"
+        return ""
+
+    def _beat(self, job: JobRecord, lease: Lease, progress: dict[str, Any] | None, strict: bool = False) -> bool:
+        """Renew the lease. A Redis outage is ridden out (the reaper judges silence), unless `strict`."""
         try:
             return self.registry.beat(job.job_id, lease, progress).ok
         except Cis490Error as exc:
             log.warning("heartbeat for %s failed: %s", job.job_id, exc)
-            return True
+            return not strict
 
-    def _fail(self, job: JobRecord, lease: Lease, failure: str, error: str, retry: bool) -> Outcome:
+    def _fail(self, job: JobRecord, lease: Lease, failure: str, error: str) -> Outcome:
+        retry = lifecycle.should_retry(failure, job.spec.retry_on_error)
         t = self.registry.fail(job.job_id, lease, failure, error, retry)
         if not t.ok:
             return Outcome(job.job_id, lease.attempt, "lease_lost", t.reason)
@@ -196,6 +251,17 @@ class AttemptRunner:
             self.dispatch(self.registry.get(job.job_id))
             return Outcome(job.job_id, lease.attempt, "requeued", f"{failure}: {error}")
         return Outcome(job.job_id, lease.attempt, "failed", f"{failure}: {error}")
+
+
+def _exit_failure(rc: int) -> tuple[str, str]:
+    """Type a trainer's non-zero exit: out of memory (its own report, or the kernel's SIGKILL) or its error."""
+    if rc == EXIT_OOM:
+        return lifecycle.OOM, f"trainer ran out of memory (exit code {rc})"
+    if rc == -signal.SIGKILL:
+        return lifecycle.OOM, "trainer was killed by SIGKILL (the kernel's OOM killer, most likely)"
+    if rc < 0:
+        return lifecycle.TRAINER_ERROR, f"trainer was killed by signal {-rc}"
+    return lifecycle.TRAINER_ERROR, f"trainer exited with code {rc}"
 
 
 class _OutputReader(threading.Thread):
@@ -262,6 +328,11 @@ def _new_process_group() -> dict[str, Any]:
     if os.name == "nt":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True}
+
+
+def _stop(proc: subprocess.Popen, reader: _OutputReader) -> None:
+    _kill_group(proc)
+    reader.join()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

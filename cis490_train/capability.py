@@ -163,15 +163,32 @@ def _ram_gib() -> tuple[float, float]:
 
 
 def _cuda_devices() -> tuple[GpuDevice, ...]:
-    """NVML when the bindings are installed, else nvidia-smi; anything failing means no CUDA."""
+    """NVML when the bindings are installed, else nvidia-smi; anything failing means no CUDA.
+
+    Only the devices CUDA_VISIBLE_DEVICES leaves visible count (one worker per GPU sets it).
+    """
     try:
-        return _nvml_devices()
+        devices = _nvml_devices()
     except Exception:
-        pass
-    try:
-        return _smi_devices()
-    except Exception:
-        return ()
+        try:
+            devices = _smi_devices()
+        except Exception:
+            return ()
+    return _visible(devices, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def _visible(devices: tuple[GpuDevice, ...], mask: str | None) -> tuple[GpuDevice, ...]:
+    if mask is None:
+        return devices
+    by_index = {d.index: d for d in devices}
+    picked = []
+    for part in (p.strip() for p in mask.split(",")):
+        if part.startswith(("GPU-", "MIG-")):
+            return devices  # UUIDs cannot be matched to probe indices here; keep what the probe saw
+        if not part.isdigit() or int(part) not in by_index:
+            break  # CUDA ignores everything from the first invalid entry on
+        picked.append(by_index[int(part)])
+    return tuple(picked)
 
 
 def _nvml_devices() -> tuple[GpuDevice, ...]:

@@ -46,6 +46,8 @@ class Settings:
     host_id: str | None
     capability_file: Path | None
     heartbeat_s: float
+    stale_after_s: float
+    vram_wait_s: float
     max_upload_bytes: int
 
     @classmethod
@@ -56,6 +58,13 @@ class Settings:
             raise ConfigError(f"CIS490_BROKER_URL={broker!r}: only redis://, rediss:// or unix:// URLs are supported")
         store_root = Path(env.get("CIS490_STORE_ROOT") or _xdg("XDG_DATA_HOME", ".local/share") / "cis490" / "store")
         cap = env.get("CIS490_CAPABILITY_FILE")
+        heartbeat = _number(env, "CIS490_HEARTBEAT_S", 5.0, 0.1)
+        stale = _number(env, "CIS490_STALE_AFTER_S", 15.0, 0.5)
+        if stale <= 2 * heartbeat:
+            raise ConfigError(
+                f"CIS490_STALE_AFTER_S={stale:g} must be more than twice CIS490_HEARTBEAT_S={heartbeat:g}, "
+                "or a slow heartbeat would look like a lost worker"
+            )
         return cls(
             broker_url=broker,
             result_backend=env.get("CIS490_RESULT_BACKEND") or broker,
@@ -66,7 +75,9 @@ class Settings:
             work_dir=Path(env.get("CIS490_WORK_DIR") or _xdg("XDG_CACHE_HOME", ".cache") / "cis490" / "work"),
             host_id=env.get("CIS490_HOST_ID") or None,
             capability_file=Path(cap) if cap else None,
-            heartbeat_s=_number(env, "CIS490_HEARTBEAT_S", 5.0, 0.1),
+            heartbeat_s=heartbeat,
+            stale_after_s=stale,
+            vram_wait_s=_number(env, "CIS490_VRAM_WAIT_S", 30.0, 0.0),
             max_upload_bytes=_number(env, "CIS490_STORE_MAX_BYTES", 64 << 30, 1, int),
         )
 

@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass, field
 
 from .manifest import Manifest
-from .registry import Registry
-from .routing import QueueClass, broker_priorities
+from .registry import Registry, fallback_queue
+from .routing import CPU, QueueClass, broker_priorities
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,9 @@ def apply_manifest(manifest: Manifest, registry: Registry) -> ApplyReport:
     classes = {spec.job_id: QueueClass.for_job(spec) for spec in manifest.jobs}
     plans = [(spec, classes[spec.job_id].name, levels[spec.priority]) for spec in manifest.jobs]
 
+    fallbacks = [QueueClass.for_job(spec, tier=CPU) for spec in manifest.jobs if fallback_queue(spec)]
     registry.set_hosts(manifest.hosts.values())
-    new_queues = registry.add_queue_classes(classes.values())
+    new_queues = registry.add_queue_classes([*classes.values(), *fallbacks])
     outcomes = registry.apply(plans, manifest.name)
 
     plan_of = {spec.job_id: (queue, level, spec.priority) for spec, queue, level in plans}

@@ -118,3 +118,9 @@ class ArtifactNotFound(StoreError):
 
 class EmbeddedRunError(Cis490Error):
     """`cis490-train run` could not start or keep one of its services."""
+
+
+class PermissionDenied(Cis490Error):
+    """Redis refused the credential for this action (a worker user attempting an operator action)."""
+
+    exit_code = 4

@@ -17,13 +17,23 @@ STATUSES = (PENDING, CLAIMED, RUNNING, COMPLETED, FAILED, CANCELLED)
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 LEASED = frozenset({CLAIMED, RUNNING})
 
-# Failure types; infrastructure failures are retried up to max_attempts.
+# Failure types. Infrastructure failures (and running out of memory, which another host may not)
+# are retried up to max_attempts; the job's own errors only when it sets retry_on_error.
 TRAINER_ERROR = "trainer_error"
-UPLOAD_ERROR = "upload_error"
-WORKER_SHUTDOWN = "worker_shutdown"
+OOM = "oom"
+TIMEOUT = "timeout"
 WORKER_LOST = "worker_lost"
-LEASE_LOST = "lease_lost"
-INFRASTRUCTURE = frozenset({UPLOAD_ERROR, WORKER_SHUTDOWN, WORKER_LOST})
+WORKER_SHUTDOWN = "worker_shutdown"
+UPLOAD_ERROR = "upload_error"
+CANCELLED_FAILURE = "cancelled"
+FAILURE_TYPES = (TRAINER_ERROR, OOM, TIMEOUT, WORKER_LOST, WORKER_SHUTDOWN, UPLOAD_ERROR, CANCELLED_FAILURE)
+INFRASTRUCTURE = frozenset({UPLOAD_ERROR, WORKER_SHUTDOWN, WORKER_LOST, OOM})
+
+
+def should_retry(failure: str, retry_on_error: bool) -> bool:
+    if failure in INFRASTRUCTURE:
+        return True
+    return retry_on_error and failure in (TRAINER_ERROR, TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class JobState:
     starts: int = 0
     max_attempts: int = 3
     worker: str = ""
+    heartbeat_at: float = 0.0
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> JobState:
@@ -42,6 +53,7 @@ class JobState:
             starts=int(f.get("starts") or 0),
             max_attempts=int(f.get("max_attempts") or 3),
             worker=f.get("worker", ""),
+            heartbeat_at=float(f.get("heartbeat_at") or 0.0),
         )
 
 
@@ -97,6 +109,7 @@ def claim(state: JobState, lease: Lease, now: float) -> Transition:
             "progress": "",
             "error": "",
             "failure": "",
+            "waiting": "",
             "updated_at": now,
         },
         new_record={"attempt": lease.attempt, "worker": lease.worker, "host": lease.host, "claimed_at": now},
@@ -146,6 +159,21 @@ def fail(state: JobState, lease: Lease, now: float, failure: str, error: str, re
     why = _fenced(state, lease, LEASED)
     if why:
         return Transition.refuse(why)
+    return _end_attempt(state, now, failure, error, retry)
+
+
+def reap(state: JobState, now: float, stale_after_s: float) -> Transition:
+    """The reaper's verdict on a lease whose heartbeat stopped: the worker is lost, try again elsewhere."""
+    if state.status not in LEASED:
+        return Transition.refuse(f"job is {state.status}")
+    silent = now - state.heartbeat_at
+    if silent < stale_after_s:
+        return Transition.refuse(f"heartbeat {silent:.1f}s ago is fresh")
+    error = f"worker {state.worker} lost: no heartbeat for {silent:.0f}s"
+    return _end_attempt(state, now, WORKER_LOST, error, retry=True)
+
+
+def _end_attempt(state: JobState, now: float, failure: str, error: str, retry: bool) -> Transition:
     record = {"finished_at": now, "outcome": FAILED, "failure": failure, "error": error}
     common = {"failure": failure, "error": error, "updated_at": now}
     if retry and state.starts < state.max_attempts:
@@ -197,10 +225,10 @@ def cancel(state: JobState, now: float) -> Transition:
         return Transition.refuse(f"job is already {state.status}")
     record = None
     if state.status in LEASED:
-        record = {"finished_at": now, "outcome": CANCELLED, "failure": "cancelled", "error": "cancelled by operator"}
+        record = {"finished_at": now, "outcome": CANCELLED, "failure": CANCELLED_FAILURE, "error": "cancelled by operator"}
     return Transition(
         ok=True,
-        changes={"status": CANCELLED, "finished_at": now, "updated_at": now, "failure": "cancelled"},
+        changes={"status": CANCELLED, "finished_at": now, "updated_at": now, "failure": CANCELLED_FAILURE, "error": "cancelled by operator"},
         record=record,
     )
 

@@ -80,6 +80,9 @@ class JobSpec:
     seed: int = 0
     n_resamples: int = 1000
     max_attempts: int = 3
+    retry_on_error: bool = False
+    max_runtime_s: float = 0.0
+    prefer_cuda_grace_s: float = 300.0
 
     @property
     def job_id(self) -> str:
@@ -114,6 +117,9 @@ class JobSpec:
             "seed": self.seed,
             "n_resamples": self.n_resamples,
             "max_attempts": self.max_attempts,
+            "retry_on_error": self.retry_on_error,
+            "max_runtime_s": self.max_runtime_s,
+            "prefer_cuda_grace_s": self.prefer_cuda_grace_s,
         }
 
     @classmethod
@@ -244,8 +250,19 @@ class Manifest:
 _TOP_KEYS = ("schema_version", "name", "defaults", "hosts", "jobs")
 _HOST_KEYS = ("description", "priority", "allow_jobs", "deny_jobs")
 _JOB_KEYS = tuple(JobSpec.__dataclass_fields__)
-# The keys [defaults] may set: the earlier system's, plus the retry budget.
-_DEFAULTABLE = ("split_recipe", "min_ram_gib", "min_cores", "train_hosts", "seed", "n_resamples", "max_attempts")
+# The keys [defaults] may set: the earlier system's, plus retries, run-time limit and CUDA grace.
+_DEFAULTABLE = (
+    "split_recipe",
+    "min_ram_gib",
+    "min_cores",
+    "train_hosts",
+    "seed",
+    "n_resamples",
+    "max_attempts",
+    "retry_on_error",
+    "max_runtime_s",
+    "prefer_cuda_grace_s",
+)
 
 
 def _job_label(table: Any, index: int) -> str:
@@ -289,12 +306,15 @@ def _str_list(value: Any, what: str, where: str, problems: list[str]) -> tuple[s
 def _check_field(key: str, value: Any, where: str, problems: list[str]) -> bool:
     """Check one job field's type and range; report and return False when it is bad."""
     before = len(problems)
-    if key in ("require_cuda", "prefer_cuda"):
+    if key in ("require_cuda", "prefer_cuda", "retry_on_error"):
         if not isinstance(value, bool):
             problems.append(f"{where}: {key} must be true or false, got {value!r}")
     elif key in ("min_vram_gib", "min_ram_gib"):
         if not _is_number(value) or not 0 <= value <= 1_000_000:
             problems.append(f"{where}: {key} must be a number from 0 to 1000000 (GiB), got {value!r}")
+    elif key in ("max_runtime_s", "prefer_cuda_grace_s"):
+        if not _is_number(value) or not 0 <= value <= 10**8:
+            problems.append(f"{where}: {key} must be a number of seconds from 0 to 100000000, got {value!r}")
     elif key == "min_cores":
         if not _is_int(value) or not 1 <= value <= 100_000:
             problems.append(f"{where}: min_cores must be an integer from 1 to 100000, got {value!r}")
@@ -404,7 +424,7 @@ def _job_from_table(table: dict[str, Any], defaults: dict[str, Any], where: str,
     for key in ("allowed_hosts", "denied_hosts", "train_hosts"):
         if key in values:
             values[key] = tuple(values[key])
-    for key in ("min_vram_gib", "min_ram_gib"):
+    for key in ("min_vram_gib", "min_ram_gib", "max_runtime_s", "prefer_cuda_grace_s"):
         if key in values:
             values[key] = float(values[key])
     return JobSpec(name=name, model=model, hyper=dict(table.get("hyper", {})), **values)

@@ -19,23 +19,43 @@ from typing import Any, Callable
 import redis
 
 from . import lifecycle
-from .errors import BrokerUnavailable, JobNotFound
+from .errors import BrokerUnavailable, JobNotFound, PermissionDenied
 from .lifecycle import JobState, Lease, Transition
 from .manifest import HostSpec, JobSpec
-from .routing import QueueClass
+from .routing import CPU, QueueClass
 
 PREFIX = "cis490:"
 JOBS = PREFIX + "op:jobs"
 QUEUES = PREFIX + "op:queues"
 HOSTS = PREFIX + "op:hosts"
+AUDIT = PREFIX + "op:audit"
 WORKERS = PREFIX + "workers"
+LEASES = PREFIX + "leases"  # job id -> last heartbeat, for every claimed or running job
+FALLBACKS = PREFIX + "fallbacks"  # prefer_cuda job id -> when it may also go to the CPU tier
+REAPER = PREFIX + "reaper"
+AUDIT_KEEP = 10_000
+
+# Hold or take the reaper lock: one reaper acts at a time; it lapses if its worker dies.
+_LEAD = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
 
 # Create a job only if it does not exist: concurrent enqueues of one manifest insert it once.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], KEYS[4])
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[5], ARGV[2], KEYS[4]) end
 return 1
 """
 
@@ -54,6 +74,13 @@ def _spec_key(job_id: str) -> str:
 
 def _worker_key(name: str) -> str:
     return f"{PREFIX}worker:{name}"
+
+
+def fallback_queue(spec: JobSpec) -> str:
+    """Where a prefer_cuda job may also go once its grace period passes ('' for every other job)."""
+    if spec.prefer_cuda and not spec.require_cuda:
+        return QueueClass.for_job(spec, tier=CPU).name
+    return ""
 
 
 def spec_digest(spec: JobSpec, queue: str, broker_priority: int) -> str:
@@ -86,6 +113,16 @@ class JobRecord:
     artifact_id: str = ""
     result: dict[str, Any] = field(default_factory=dict)
     sent: bool = True
+    fallback_queue: str = ""
+    fallback_active: bool = False
+    waiting: str = ""
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue the current attempt's message goes to."""
+        if self.fallback_queue and self.fallback_active:
+            return (self.queue, self.fallback_queue)
+        return (self.queue,)
 
     @property
     def name(self) -> str:
@@ -93,7 +130,7 @@ class JobRecord:
 
     @property
     def state(self) -> JobState:
-        return JobState(self.status, self.attempt, self.starts, self.max_attempts, self.worker)
+        return JobState(self.status, self.attempt, self.starts, self.max_attempts, self.worker, self.heartbeat_at or 0.0)
 
     @classmethod
     def from_redis(cls, job_id: str, f: dict[str, str], spec_json: str | None) -> JobRecord:
@@ -125,6 +162,9 @@ class JobRecord:
             artifact_id=f.get("artifact_id", ""),
             result=json.loads(f["result"]) if f.get("result") else {},
             sent=f.get("sent", "1") == "1",
+            fallback_queue=f.get("fallback_queue", ""),
+            fallback_active=f.get("fallback_active", "0") == "1",
+            waiting=f.get("waiting", ""),
         )
 
 
@@ -184,8 +224,12 @@ class WorkerInfo:
 
 
 class Registry:
-    def __init__(self, url: str, client: redis.Redis | None = None):
+    """The registry's client. `patience_s` > 0 (workers) rides out a Redis restart by retrying
+    job transitions that long; the CLI keeps 0 and fails at once with one line."""
+
+    def __init__(self, url: str, client: redis.Redis | None = None, patience_s: float = 0.0):
         self.url = url
+        self.patience_s = patience_s
         self.r = client or redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -194,15 +238,22 @@ class Registry:
             health_check_interval=15,
         )
         self._create = self.r.register_script(_CREATE)
+        self._lead = self.r.register_script(_LEAD)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise BrokerUnavailable(_safe_url(self.url), str(exc).rstrip(".") or type(exc).__name__) from None
         except redis.AuthenticationError as exc:
             raise BrokerUnavailable(_safe_url(self.url), f"authentication failed ({exc})") from None
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(_safe_url(self.url), str(exc).rstrip(".") or type(exc).__name__) from None
+        except redis.exceptions.NoPermissionError as exc:
+            raise PermissionDenied(f"Redis refused this credential ({exc}); operator actions need the operator user") from None
+        except redis.ResponseError as exc:
+            if "NOPERM" in str(exc) or "NOAUTH" in str(exc):
+                raise PermissionDenied(f"Redis refused this credential ({exc}); operator actions need the operator user") from None
+            raise
 
     def ping(self) -> None:
         with self._guard():
@@ -226,9 +277,10 @@ class Registry:
                 new_digest = spec_digest(spec, queue, bprio)
                 if status is None:
                     fields = _initial_fields(spec, queue, bprio, manifest, new_digest, now)
+                    due = now + spec.prefer_cuda_grace_s if fields["fallback_queue"] else ""
                     self._create(
-                        keys=[_state_key(spec.job_id), _spec_key(spec.job_id), JOBS, spec.job_id],
-                        args=[json.dumps(spec.to_dict(), sort_keys=True), *_flatten(fields)],
+                        keys=[_state_key(spec.job_id), _spec_key(spec.job_id), JOBS, spec.job_id, FALLBACKS],
+                        args=[json.dumps(spec.to_dict(), sort_keys=True), due, *_flatten(fields)],
                         client=creates,
                     )
                     created_idx.append(i)
@@ -272,7 +324,18 @@ class Registry:
         job_id: str,
         decide: Callable[[JobState], Transition],
         extra: Callable[[Any], Any] | None = None,
+        audit: str | None = None,
     ) -> tuple[Transition, JobState]:
+        deadline = time.monotonic() + self.patience_s
+        while True:
+            try:
+                return self._transition_once(job_id, decide, extra, audit)
+            except BrokerUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _transition_once(self, job_id, decide, extra, audit) -> tuple[Transition, JobState]:
         key = _state_key(job_id)
         with self._guard():
             with self.r.pipeline() as pipe:
@@ -290,8 +353,17 @@ class Registry:
                             return t, state
                         last = pipe.lindex(_attempts_key(job_id), -1) if t.record else None
                         pipe.multi()
+                        if audit:
+                            pipe.lpush(AUDIT, json.dumps({"at": time.time(), "action": audit, "job_id": job_id, "attempt": state.attempt}))
+                            pipe.ltrim(AUDIT, 0, AUDIT_KEEP - 1)
                         if t.changes:
                             pipe.hset(key, mapping={k: _enc(v) for k, v in t.changes.items()})
+                        status = t.changes.get("status", state.status)
+                        if status in lifecycle.LEASED:
+                            if "heartbeat_at" in t.changes:
+                                pipe.zadd(LEASES, {job_id: t.changes["heartbeat_at"]})
+                        elif state.status in lifecycle.LEASED:
+                            pipe.zrem(LEASES, job_id)
                         if t.record and last:
                             rec = json.loads(last)
                             if "outcome" not in rec:
@@ -324,10 +396,68 @@ class Registry:
         return self._transition(job_id, lambda s: lifecycle.fail(s, lease, time.time(), failure, error, retry))[0]
 
     def requeue(self, job_id: str) -> Transition:
-        return self._transition(job_id, lambda s: lifecycle.requeue(s, time.time()))[0]
+        """Operator action: recorded in the operator-only audit list, so a worker credential cannot."""
+        return self._transition(job_id, lambda s: lifecycle.requeue(s, time.time()), audit="requeue")[0]
 
     def cancel(self, job_id: str) -> Transition:
-        return self._transition(job_id, lambda s: lifecycle.cancel(s, time.time()))[0]
+        return self._transition(job_id, lambda s: lifecycle.cancel(s, time.time()), audit="cancel")[0]
+
+    def reap(self, job_id: str, stale_after_s: float) -> Transition:
+        return self._transition(job_id, lambda s: lifecycle.reap(s, time.time(), stale_after_s))[0]
+
+    def note_waiting(self, job_id: str, attempt: int, reason: str) -> bool:
+        """Say on a pending job why the host that took its message put it back."""
+
+        def decide(state: JobState) -> Transition:
+            if state.attempt != attempt or state.status != lifecycle.PENDING:
+                return Transition.refuse("job moved on")
+            return Transition(ok=True, changes={"waiting": reason, "updated_at": time.time()})
+
+        return self._transition(job_id, decide)[0].ok
+
+    def status_of(self, job_id: str) -> tuple[str, int]:
+        """The job's status and attempt: one cheap read a running attempt makes every second."""
+        with self._guard():
+            status, attempt = self.r.hmget(_state_key(job_id), "status", "attempt")
+        return status or "", int(attempt or 0)
+
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._guard():
+            return [json.loads(x) for x in self.r.lrange(AUDIT, 0, limit - 1)]
+
+    # --- the reaper --------------------------------------------------------------------
+
+    def lead(self, name: str, ttl_s: float) -> bool:
+        """Take or keep the reaper lock; False while another live worker holds it."""
+        with self._guard():
+            return bool(self._lead(keys=[REAPER], args=[name, max(1, int(ttl_s * 1000))]))
+
+    def reaper(self) -> str | None:
+        with self._guard():
+            return self.r.get(REAPER)
+
+    def stale_leases(self, older_than: float) -> list[str]:
+        with self._guard():
+            return list(self.r.zrangebyscore(LEASES, "-inf", older_than))
+
+    def due_fallbacks(self, now: float) -> list[str]:
+        with self._guard():
+            return list(self.r.zrangebyscore(FALLBACKS, "-inf", now))
+
+    def fall_back(self, job_id: str) -> JobRecord | None:
+        """A prefer_cuda job no CUDA host started in time: also offer its attempt to the CPU tier."""
+
+        def decide(state: JobState) -> Transition:
+            if state.status != lifecycle.PENDING:
+                return Transition.refuse(f"job is {state.status}")
+            return Transition(ok=True, changes={"fallback_active": 1, "updated_at": time.time()})
+
+        t, _ = self._transition(job_id, decide, extra=lambda pipe: pipe.zrem(FALLBACKS, job_id))
+        if not t.ok:
+            with self._guard():
+                self.r.zrem(FALLBACKS, job_id)
+            return None
+        return self.get(job_id)
 
     # --- reads -------------------------------------------------------------------------
 
@@ -451,6 +581,7 @@ def _routing_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest
         "model": spec.model,
         "mode": spec.mode,
         "queue": queue,
+        "fallback_queue": fallback_queue(spec),
         "priority": spec.priority,
         "bprio": bprio,
         "max_attempts": spec.max_attempts,

@@ -32,7 +32,9 @@ def send_attempt(job_id: str, attempt: int, queue: str, priority: int, producer:
 
 
 def send_record(job: JobRecord) -> None:
-    send_attempt(job.job_id, job.attempt, job.queue, job.broker_priority)
+    """Send the job's current attempt to its queue, and to its CPU fallback once that is open."""
+    for queue in job.queues:
+        send_attempt(job.job_id, job.attempt, queue, job.broker_priority)
 
 
 @app.task(name=TASK_NAME, bind=True)

@@ -26,6 +26,9 @@ from .routing import subscriptions, validate_tiers
 
 log = logging.getLogger("cis490.worker")
 
+# How long job transitions retry through a Redis restart before an attempt gives up.
+REDIS_PATIENCE_S = 60.0
+
 
 @dataclass
 class Runtime:
@@ -48,7 +51,7 @@ class Runtime:
         self.settings = Settings.from_env()
         self.capability = Capability.load(self.settings.capability_file, self.settings.host_id)
         self.tiers = validate_tiers(requested, self.capability)
-        self.registry = Registry(self.settings.broker_url)
+        self.registry = Registry(self.settings.broker_url, patience_s=REDIS_PATIENCE_S)
         self.nodename = nodename
         self.started_at = time.time()
         # Registered before the queue classes are read: an enqueue racing this boot sees one or the other.
@@ -99,8 +102,30 @@ class Runtime:
                 if time.monotonic() - last_publish >= self.settings.heartbeat_s:
                     self.publish(self.current_queues(app))
                     last_publish = time.monotonic()
+                if self.registry.lead(self.nodename, ttl_s=max(5 * interval, 5.0)):
+                    self._reap()
             except Cis490Error as exc:
                 log.warning("registry sync failed: %s", exc)
+
+    def _reap(self) -> None:
+        """One reaper pass (only the worker holding the reaper lock runs it)."""
+        from .tasks import send_attempt, send_record
+
+        stale = self.settings.stale_after_s
+        now = time.time()
+        for job_id in self.registry.stale_leases(now - stale):
+            t = self.registry.reap(job_id, stale)
+            if not t.ok:
+                continue
+            job = self.registry.get(job_id)
+            log.warning("reaper: %s (%s) %s; %s", job.name, job_id, job.error, "requeued" if t.dispatch else "failed")
+            if t.dispatch is not None:
+                send_record(job)
+        for job_id in self.registry.due_fallbacks(now):
+            job = self.registry.fall_back(job_id)
+            if job is not None:
+                log.info("reaper: no CUDA host started %s in %ss; offering it to the CPU tier (%s)", job.name, job.spec.prefer_cuda_grace_s, job.fallback_queue)
+                send_attempt(job.job_id, job.attempt, job.fallback_queue, job.broker_priority)
 
     def _reconcile(self, app) -> None:
         wanted = set(self.eligible())

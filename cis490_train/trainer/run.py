@@ -27,9 +27,11 @@ from .data import check_dataset, load_dataset
 from .device import DEVICES, limit_native_threads, resolve_device, resolve_threads, seed_everything
 from .evaluate import evaluate
 from .models import ModelConfig, Part, check_implemented, model_class
+from . import EXIT_OOM
 from .progress import Reporter
 from .spec import TrainSpec
 from .split import make_split
+from .watchdog import watch_parent
 
 REPORT_FILE = "report.json"
 
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args = build_parser().parse_args(argv)
     reporter = Reporter(claim_stdout())
+    watch_parent()
     try:
         threads = resolve_threads(args.threads)
         limit_native_threads(threads)
@@ -191,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         reporter.event("error", error=message, exit_code=exc.exit_code)
         return exc.exit_code
     except Exception as exc:
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+            print(f"error: out of memory: {exc}", file=sys.stderr)
+            reporter.event("error", error=f"out of memory: {exc}", exit_code=EXIT_OOM)
+            return EXIT_OOM
         traceback.print_exc()
         reporter.event("error", error=f"{type(exc).__name__}: {exc}", exit_code=1)
         return 1
