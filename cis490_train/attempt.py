@@ -76,13 +76,15 @@ class AttemptRunner:
         self.dispatch = dispatch
         self.stopping = stopping
 
-    def run(self, job_id: str, attempt: int, wake: threading.Event) -> Outcome:
+    def run(self, job_id: str, attempt: int, wake: threading.Event, queue: str) -> Outcome:
+        """Run one attempt delivered through `queue` (its tier decides CPU or CUDA)."""
         lease = Lease(attempt=attempt, worker=self.worker, host=self.capability.host_id)
+        device = CPU if queue.startswith(CPU + ".") else "cuda"
         try:
             job = self.registry.get(job_id)
         except JobNotFound:
             return Outcome(job_id, attempt, "dropped", "job is not in the registry")
-        if job.status == lifecycle.PENDING and job.attempt == attempt:
+        if job.status == lifecycle.PENDING and job.attempt == attempt and device != CPU:
             short = self._vram_shortfall(job, wake)
             if short:
                 self.registry.note_waiting(job_id, attempt, short)
@@ -96,7 +98,7 @@ class AttemptRunner:
         job = self.registry.get(job_id)
         workdir = self.settings.work_dir / f"{job_id}-{attempt}"
         try:
-            return self._train(job, lease, workdir, wake)
+            return self._train(job, lease, workdir, wake, device)
         except StoreError as exc:
             return self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc))
         except Exception as exc:
@@ -109,7 +111,7 @@ class AttemptRunner:
         Waits up to CIS490_VRAM_WAIT_S for another process to let go before putting the job back.
         """
         need = job.spec.min_vram_gib
-        if not need or job.queue.startswith(CPU + "."):
+        if not need:
             return ""
         deadline = time.monotonic() + self.settings.vram_wait_s
         while True:
@@ -122,13 +124,12 @@ class AttemptRunner:
             wake.wait(timeout=min(2.0, self.settings.vram_wait_s))
             wake.clear()
 
-    def _train(self, job: JobRecord, lease: Lease, workdir: Path, wake: threading.Event) -> Outcome:
+    def _train(self, job: JobRecord, lease: Lease, workdir: Path, wake: threading.Event, device: str) -> Outcome:
         shutil.rmtree(workdir, ignore_errors=True)
         out = workdir / "out"
         out.mkdir(parents=True)
         spec_path = workdir / "spec.json"
         spec_path.write_text(json.dumps(job.spec.to_dict(), indent=2))
-        device = CPU if job.queue.startswith(CPU + ".") else "cuda"
         cmd = [
             sys.executable, "-m", "cis490_train.trainer",
             "--spec", str(spec_path), "--out", str(out),

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .config import Settings, ensure_store_token
-from .errors import Cis490Error
+from .errors import Cis490Error, UsageError
 
 # Piped output (CI logs, `| less`) gets a width that fits the results table instead of 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -111,14 +111,13 @@ def _record_dict(r) -> dict:
 
 def _cmd_show(args, settings: Settings) -> int:
     from .explain import why_waiting
-    from .routing import QueueClass
-    from .views import progress_text
+    from .views import attempt_line, progress_text
 
     registry = _registry(settings)
     record = registry.find(args.job)
     attempts = registry.attempts(record.job_id)
     classes = {qc.name: qc for qc in registry.queue_classes()}
-    waiting = why_waiting(record, classes.get(record.queue), registry.workers(), registry.hosts())
+    waiting = why_waiting(record, classes, registry.workers(), registry.hosts())
     if args.json:
         _print_json({**_record_dict(record), "attempts": attempts, "waiting": waiting})
         return 0
@@ -144,9 +143,74 @@ def _cmd_show(args, settings: Settings) -> int:
     for line in waiting:
         out.print(f"waiting     {line}", markup=False)
     for a in attempts:
-        outcome = a.get("outcome", "in progress")
-        failure = f" [{a['failure']}]" if a.get("failure") else ""
-        out.print(f"attempt {a['attempt']:<3} {a.get('host', '')} ({a.get('worker', '')}): {outcome}{failure}", markup=False)
+        out.print(attempt_line(a), markup=False)
+    return 0
+
+
+def _cmd_explain(args, settings: Settings) -> int:
+    from .explain import why_waiting
+
+    registry = _registry(settings)
+    record = registry.find(args.job)
+    classes = {qc.name: qc for qc in registry.queue_classes()}
+    lines = why_waiting(record, classes, registry.workers(), registry.hosts())
+    if not lines:
+        where = f" on {record.host} ({record.worker})" if record.host else ""
+        lines = [f"{record.name} is {record.status}{where}; only pending jobs wait for a worker"]
+    if args.json:
+        _print_json({"job_id": record.job_id, "name": record.name, "status": record.status, "queues": list(record.queues), "lines": lines})
+        return 0
+    out.print(f"{record.name} ({record.job_id}) is {record.status}; queue {', '.join(record.queues)}", markup=False)
+    for line in lines:
+        out.print(f"  {line}", markup=False)
+    return 0
+
+
+def _select(registry, args) -> list:
+    """The jobs an operator command names: ids/names, or every job matching the filters."""
+    if args.jobs and (args.model or getattr(args, "all_failed", False)):
+        raise UsageError("name jobs or use filters (--model, --all-failed), not both")
+    if args.jobs:
+        return [registry.find(key) for key in args.jobs]
+    if not (args.model or getattr(args, "all_failed", False)):
+        raise UsageError("name at least one job, or use --model M" + (" / --all-failed" if hasattr(args, "all_failed") else ""))
+    records = registry.jobs()
+    if args.model:
+        records = [r for r in records if r.spec.model == args.model]
+    if getattr(args, "all_failed", False):
+        records = [r for r in records if r.status == "failed"]
+    return records
+
+
+def _cmd_cancel(args, settings: Settings) -> int:
+    registry = _registry(settings)
+    records = _select(registry, args)
+    if args.model:
+        records = [r for r in records if r.status not in ("completed", "failed", "cancelled")]
+    refused = 0
+    for r in records:
+        t = registry.cancel(r.job_id)
+        if t.ok:
+            out.print(f"cancelled {r.name} ({r.job_id}), was {r.status}", markup=False)
+        else:
+            refused += 1
+            out.print(f"not cancelled {r.name} ({r.job_id}): {t.reason}", markup=False)
+    out.print(f"{len(records) - refused} cancelled, {refused} refused")
+    return 1 if refused else 0
+
+
+def _cmd_requeue(args, settings: Settings) -> int:
+    from .tasks import send_record
+
+    registry = _registry(settings)
+    records = _select(registry, args)
+    for r in records:
+        registry.requeue(r.job_id)
+        again = registry.get(r.job_id)
+        send_record(again)
+        registry.mark_sent([(again.job_id, again.attempt)])
+        out.print(f"requeued {r.name} ({r.job_id}), was {r.status}: attempt {again.attempt}", markup=False)
+    out.print(f"{len(records)} requeued")
     return 0
 
 
@@ -217,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="only the jobs of this manifest name")
     p = add("show", _cmd_show, "one job: spec, status, attempts, host, progress, error, artifact")
     p.add_argument("job", help="job id, unique id prefix or job name")
+    p = add("explain", _cmd_explain, "why a pending job is not running: each live worker's reason")
+    p.add_argument("job", help="job id, unique id prefix or job name")
+    p = add("cancel", _cmd_cancel, "cancel pending or running jobs (a running trainer is stopped); operator credential", json_flag=False)
+    p.add_argument("jobs", nargs="*", metavar="JOB")
+    p.add_argument("--model", help="every unfinished job of this model")
+    p = add("requeue", _cmd_requeue, "start jobs again from any state as a new attempt; operator credential", json_flag=False)
+    p.add_argument("jobs", nargs="*", metavar="JOB")
+    p.add_argument("--model", help="every job of this model (with --all-failed: the failed ones)")
+    p.add_argument("--all-failed", action="store_true", help="every failed job")
     add("workers", _cmd_workers, "live workers with host, capability and subscribed queues")
     p = add("results", _cmd_results, "the leaderboard of completed jobs")
     p.add_argument("--manifest", help="only the jobs of this manifest name")

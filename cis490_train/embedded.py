@@ -124,6 +124,12 @@ class RedisServer(Service):
         return self
 
 
+    def restart(self, timeout: float = 15.0) -> RedisServer:
+        """Stop (Redis writes its AOF on SIGTERM) and start again on the same port and directory."""
+        self.stop()
+        return self.start(timeout)
+
+
 class StoreServer(Service):
     name = "artifact store"
 

@@ -19,6 +19,12 @@ class ConfigError(Cis490Error):
     exit_code = 2
 
 
+class UsageError(Cis490Error):
+    """A command was called with arguments that do not fit together."""
+
+    exit_code = 2
+
+
 class ManifestError(Cis490Error):
     """A manifest cannot be used; `problems` lists every reason at once."""
 

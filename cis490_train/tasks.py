@@ -55,6 +55,7 @@ def train(self, job_id: str, attempt: int) -> dict[str, Any]:
     wake = threading.Event()
     runtime.track(self.request.id, wake)
     try:
-        return runner.run(job_id, attempt, wake).to_dict()
+        queue = (self.request.delivery_info or {}).get("routing_key") or ""
+        return runner.run(job_id, attempt, wake, queue).to_dict()
     finally:
         runtime.untrack(self.request.id)

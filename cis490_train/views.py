@@ -153,3 +153,19 @@ def workers_table(workers: list[WorkerInfo], now: float | None = None) -> Table:
             f"{now - w.seen_at:.0f}s ago",
         )
     return table
+
+
+def _clock(ts: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def attempt_line(a: dict[str, Any]) -> str:
+    """One attempt of `show`: where it ran, when, how long, and how it ended."""
+    outcome = a.get("outcome", "in progress")
+    failure = f" [{a['failure']}]" if a.get("failure") else ""
+    ran = ""
+    if a.get("finished_at") and a.get("claimed_at"):
+        ran = f", {_duration(a['finished_at'] - a['claimed_at'])}"
+    error = (a.get("error") or "").splitlines()
+    why = f": {error[0]}" if error and outcome != "completed" else ""
+    return f"attempt {a['attempt']:<3} {a.get('host', '')} ({a.get('worker', '')}) claimed {_clock(a.get('claimed_at'))}{ran}: {outcome}{failure}{why}"

@@ -70,6 +70,9 @@ class Runtime:
         return tuple(sorted(app.amqp.queues.consume_from or ()))
 
     def publish(self, queues: tuple[str, ...]) -> None:
+        if self.capability.cuda_available:
+            # Free VRAM changes as other processes come and go; `explain` shows the current figure.
+            self.capability = Capability.load(self.settings.capability_file, self.settings.host_id)
         now = time.time()
         with self._lock:
             active = tuple(sorted(self.active))
