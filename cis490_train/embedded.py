@@ -79,11 +79,12 @@ class Service:
 class RedisServer(Service):
     name = "redis-server"
 
-    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False):
+    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False, acl_file: Path | None = None):
         super().__init__()
         self.workdir = workdir
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.acl_file = acl_file
         self.log = workdir / "redis.log"
 
     @property
@@ -106,6 +107,7 @@ class RedisServer(Service):
                 "--maxmemory-policy", "noeviction",
                 "--logfile", str(self.log),
                 "--daemonize", "no",
+                *(["--aclfile", str(self.acl_file)] if self.acl_file else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -116,6 +118,8 @@ class RedisServer(Service):
         def ready() -> bool:
             try:
                 return bool(client.ping())
+            except redis.AuthenticationError:
+                return True  # it answers: the default user is off, as the ACL file says
             except redis.RedisError:
                 return False
 

@@ -249,11 +249,21 @@ class Registry:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerUnavailable(_safe_url(self.url), str(exc).rstrip(".") or type(exc).__name__) from None
         except redis.exceptions.NoPermissionError as exc:
-            raise PermissionDenied(f"Redis refused this credential ({exc}); operator actions need the operator user") from None
+            raise self._denied(exc) from None
         except redis.ResponseError as exc:
-            if "NOPERM" in str(exc) or "NOAUTH" in str(exc):
-                raise PermissionDenied(f"Redis refused this credential ({exc}); operator actions need the operator user") from None
+            if "NOPERM" in str(exc):
+                raise self._denied(exc) from None
             raise
+
+    def _denied(self, exc: Exception) -> PermissionDenied:
+        from urllib.parse import urlsplit
+
+        user = urlsplit(self.url).username or "default"
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        return PermissionDenied(
+            f"NOPERM: Redis user {user!r} may not do this; enqueue, cancel and requeue need the operator user ({detail})"
+        )
 
     def ping(self) -> None:
         with self._guard():
