@@ -27,6 +27,7 @@ WORKER_KEYS = (
     "~cis490:workers",
     "~cis490:leases",
     "~cis490:fallbacks",
+    "~cis490:unsent",
     "~cis490:reaper",
     "%R~cis490:op:*",  # specs, queue classes, host policies, audit: read only
 )

@@ -27,7 +27,7 @@ from .artifacts.bundle import make_bundle
 from .artifacts.client import StoreClient
 from .capability import Capability
 from .config import Settings
-from .errors import Cis490Error, JobNotFound, StoreError
+from .errors import BrokerUnavailable, Cis490Error, JobNotFound, StoreError
 from .lifecycle import Lease
 from .registry import JobRecord, Registry
 from .routing import CPU
@@ -101,6 +101,8 @@ class AttemptRunner:
             return self._train(job, lease, workdir, wake, device)
         except StoreError as exc:
             return self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc))
+        except BrokerUnavailable:
+            raise  # nothing can be recorded now; the reaper requeues the silent lease once Redis is back
         except Exception as exc:
             log.exception("job %s attempt %s failed", job_id, attempt)
             return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")

@@ -24,6 +24,8 @@ task_acks_late = True
 task_acks_on_failure_or_timeout = True
 task_reject_on_worker_lost = False
 worker_prefetch_multiplier = 1
+# Take no message while every pool slot is busy, not even after a reconnect resets the QoS count.
+worker_disable_prefetch = True
 worker_concurrency = 1
 worker_pool = "threads"
 task_ignore_result = True

@@ -200,15 +200,14 @@ def _cmd_cancel(args, settings: Settings) -> int:
 
 
 def _cmd_requeue(args, settings: Settings) -> int:
-    from .tasks import send_record
+    from .tasks import dispatch
 
     registry = _registry(settings)
     records = _select(registry, args)
     for r in records:
         registry.requeue(r.job_id)
         again = registry.get(r.job_id)
-        send_record(again)
-        registry.mark_sent([(again.job_id, again.attempt)])
+        dispatch(registry, again)
         out.print(f"requeued {r.name} ({r.job_id}), was {r.status}: attempt {again.attempt}", markup=False)
     out.print(f"{len(records)} requeued")
     return 0

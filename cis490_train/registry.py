@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from . import lifecycle
 from .errors import BrokerUnavailable, JobNotFound, PermissionDenied
@@ -31,8 +33,12 @@ HOSTS = PREFIX + "op:hosts"
 AUDIT = PREFIX + "op:audit"
 WORKERS = PREFIX + "workers"
 LEASES = PREFIX + "leases"  # job id -> last heartbeat, for every claimed or running job
+UNSENT = PREFIX + "unsent"  # job id -> when its current attempt became due to be sent
 FALLBACKS = PREFIX + "fallbacks"  # prefer_cuda job id -> when it may also go to the CPU tier
 REAPER = PREFIX + "reaper"
+# kombu's Redis transport keeps each taken, not yet acknowledged message here (late ack).
+KOMBU_UNACKED = "unacked"
+KOMBU_UNACKED_INDEX = "unacked_index"
 AUDIT_KEEP = 10_000
 
 # Hold or take the reaper lock: one reaper acts at a time; it lapses if its worker dies.
@@ -52,11 +58,19 @@ return 0
 # Create a job only if it does not exist: concurrent enqueues of one manifest insert it once.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], KEYS[4])
 if ARGV[2] ~= '' then redis.call('ZADD', KEYS[5], ARGV[2], KEYS[4]) end
+redis.call('ZADD', KEYS[6], ARGV[3], KEYS[4])
 return 1
+"""
+
+_MARK_SENT = """
+if redis.call('HGET', KEYS[1], 'attempt') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'sent', 1)
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
 """
 
 
@@ -230,15 +244,24 @@ class Registry:
     def __init__(self, url: str, client: redis.Redis | None = None, patience_s: float = 0.0):
         self.url = url
         self.patience_s = patience_s
+        retry = {}
+        if patience_s > 0:
+            # Every command rides out a restart (connection refused, "loading the dataset") for about patience_s.
+            retry = {
+                "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=max(1, int(patience_s))),
+                "retry_on_error": [redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError],
+            }
         self.r = client or redis.Redis.from_url(
             url,
             decode_responses=True,
             socket_connect_timeout=5,
             socket_timeout=30,
             health_check_interval=15,
+            **retry,
         )
         self._create = self.r.register_script(_CREATE)
         self._lead = self.r.register_script(_LEAD)
+        self._mark_sent = self.r.register_script(_MARK_SENT)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -289,8 +312,8 @@ class Registry:
                     fields = _initial_fields(spec, queue, bprio, manifest, new_digest, now)
                     due = now + spec.prefer_cuda_grace_s if fields["fallback_queue"] else ""
                     self._create(
-                        keys=[_state_key(spec.job_id), _spec_key(spec.job_id), JOBS, spec.job_id, FALLBACKS],
-                        args=[json.dumps(spec.to_dict(), sort_keys=True), due, *_flatten(fields)],
+                        keys=[_state_key(spec.job_id), _spec_key(spec.job_id), JOBS, spec.job_id, FALLBACKS, UNSENT],
+                        args=[json.dumps(spec.to_dict(), sort_keys=True), due, now, *_flatten(fields)],
                         client=creates,
                     )
                     created_idx.append(i)
@@ -320,12 +343,20 @@ class Registry:
 
     def mark_sent(self, items: Iterable[tuple[str, int]]) -> None:
         """Record that the message of (job, attempt) is on the broker, unless the job moved on."""
-        script = "if redis.call('HGET', KEYS[1], 'attempt') == ARGV[1] then redis.call('HSET', KEYS[1], 'sent', 1) end"
         with self._guard():
             pipe = self.r.pipeline(transaction=False)
             for job_id, attempt in items:
-                pipe.eval(script, 1, _state_key(job_id), str(attempt))
+                self._mark_sent(keys=[_state_key(job_id), UNSENT], args=[str(attempt), job_id], client=pipe)
             pipe.execute()
+
+    def unsent_before(self, ts: float) -> list[str]:
+        """Jobs whose current attempt was due to be sent before `ts` and is not known to be on the broker."""
+        with self._guard():
+            return list(self.r.zrangebyscore(UNSENT, "-inf", ts))
+
+    def forget_unsent(self, job_id: str) -> None:
+        with self._guard():
+            self.r.zrem(UNSENT, job_id)
 
     # --- transitions -----------------------------------------------------------------
 
@@ -368,6 +399,8 @@ class Registry:
                             pipe.ltrim(AUDIT, 0, AUDIT_KEEP - 1)
                         if t.changes:
                             pipe.hset(key, mapping={k: _enc(v) for k, v in t.changes.items()})
+                        if t.changes.get("sent") == 0:
+                            pipe.zadd(UNSENT, {job_id: time.time()})
                         status = t.changes.get("status", state.status)
                         if status in lifecycle.LEASED:
                             if "heartbeat_at" in t.changes:
@@ -449,6 +482,32 @@ class Registry:
     def stale_leases(self, older_than: float) -> list[str]:
         with self._guard():
             return list(self.r.zrangebyscore(LEASES, "-inf", older_than))
+
+    def release_taken_unclaimed(self, older_than: float) -> list[JobRecord]:
+        """Messages a worker took from the broker before `older_than` whose job is still pending on
+        that attempt: the worker died between taking and claiming. Their broker entries are removed
+        here (Celery would restore them only after the visibility timeout); the caller re-sends."""
+        with self._guard():
+            tags = self.r.zrangebyscore(KOMBU_UNACKED_INDEX, "-inf", older_than)
+            raws = self.r.hmget(KOMBU_UNACKED, tags) if tags else []
+        released = []
+        for tag, raw in zip(tags, raws):
+            task = _task_of(raw)
+            if task is None:
+                continue
+            job_id, attempt = task
+            try:
+                job = self.get(job_id)
+            except JobNotFound:
+                continue
+            if job.status != lifecycle.PENDING or job.attempt != attempt:
+                continue
+            with self._guard():
+                if not self.r.hdel(KOMBU_UNACKED, tag):
+                    continue  # acknowledged meanwhile: it was not in limbo
+                self.r.zrem(KOMBU_UNACKED_INDEX, tag)
+            released.append(job)
+        return released
 
     def due_fallbacks(self, now: float) -> list[str]:
         with self._guard():
@@ -610,6 +669,15 @@ def _initial_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _task_of(raw: str | None) -> tuple[str, int] | None:
+    """(job id, attempt) of a kombu unacked entry holding one of our task messages."""
+    try:
+        job_id, _, attempt = json.loads(raw)[0]["headers"]["id"].partition(":")
+        return job_id, int(attempt)
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
 
 
 def _enc(value: Any) -> str | int | float:

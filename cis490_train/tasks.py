@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from .attempt import AttemptRunner
 from .celery import app
-from .registry import JobRecord
+from .registry import JobRecord, Registry
 from .worker import runtime
 
 TASK_NAME = "cis490.train"
+log = logging.getLogger("cis490.tasks")
 
 
 def task_id(job_id: str, attempt: int) -> str:
@@ -37,11 +39,20 @@ def send_record(job: JobRecord) -> None:
         send_attempt(job.job_id, job.attempt, queue, job.broker_priority)
 
 
+def dispatch(registry: Registry, job: JobRecord) -> None:
+    """Send the current attempt and record that it is on the broker; the reaper resends it if this dies midway."""
+    send_record(job)
+    registry.mark_sent([(job.job_id, job.attempt)])
+
+
 @app.task(name=TASK_NAME, bind=True)
 def train(self, job_id: str, attempt: int) -> dict[str, Any]:
     def report(meta: dict[str, Any]) -> None:
-        self.update_state(state="PROGRESS", meta=meta)
-        self.send_event("task-progress", **meta)
+        try:
+            self.update_state(state="PROGRESS", meta=meta)
+            self.send_event("task-progress", **meta)
+        except Exception as exc:  # monitoring must never fail a training run
+            log.warning("progress report for %s failed: %s", meta.get("job_id"), exc)
 
     runner = AttemptRunner(
         registry=runtime.registry,
@@ -49,7 +60,7 @@ def train(self, job_id: str, attempt: int) -> dict[str, Any]:
         capability=runtime.capability,
         worker=self.request.hostname,
         on_progress=report,
-        dispatch=send_record,
+        dispatch=lambda job: dispatch(runtime.registry, job),
         stopping=runtime.stopping,
     )
     wake = threading.Event()

@@ -28,6 +28,8 @@ log = logging.getLogger("cis490.worker")
 
 # How long job transitions retry through a Redis restart before an attempt gives up.
 REDIS_PATIENCE_S = 60.0
+# How long an attempt may sit unsent (its sender died between the registry write and the broker) before the reaper sends it.
+UNSENT_GRACE_S = 10.0
 
 
 @dataclass
@@ -105,14 +107,15 @@ class Runtime:
                 if time.monotonic() - last_publish >= self.settings.heartbeat_s:
                     self.publish(self.current_queues(app))
                     last_publish = time.monotonic()
-                if self.registry.lead(self.nodename, ttl_s=max(5 * interval, 5.0)):
+                # The lock outlives a few missed renewals but lapses well before a lease goes stale.
+                if self.registry.lead(self.nodename, ttl_s=max(2.0, min(5.0, self.settings.stale_after_s / 2))):
                     self._reap()
             except Cis490Error as exc:
                 log.warning("registry sync failed: %s", exc)
 
     def _reap(self) -> None:
         """One reaper pass (only the worker holding the reaper lock runs it)."""
-        from .tasks import send_attempt, send_record
+        from .tasks import dispatch, send_attempt
 
         stale = self.settings.stale_after_s
         now = time.time()
@@ -123,7 +126,18 @@ class Runtime:
             job = self.registry.get(job_id)
             log.warning("reaper: %s (%s) %s; %s", job.name, job_id, job.error, "requeued" if t.dispatch else "failed")
             if t.dispatch is not None:
-                send_record(job)
+                dispatch(self.registry, job)
+        limbo = max(3 * stale, self.settings.vram_wait_s + 2 * stale)
+        for job in self.registry.release_taken_unclaimed(now - limbo):
+            log.warning("reaper: %s attempt %s was taken by a worker that never claimed it; sending it again", job.name, job.attempt)
+            dispatch(self.registry, job)
+        for job_id in self.registry.unsent_before(now - UNSENT_GRACE_S):
+            job = self.registry.get(job_id)
+            if job.status == "pending" and not job.sent:
+                log.warning("reaper: sending %s attempt %s, whose message never reached the broker", job.name, job.attempt)
+                dispatch(self.registry, job)
+            else:
+                self.registry.forget_unsent(job_id)
         for job_id in self.registry.due_fallbacks(now):
             job = self.registry.fall_back(job_id)
             if job is not None:
