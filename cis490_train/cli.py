@@ -244,6 +244,22 @@ def _cmd_run(args, settings: Settings) -> int:
     return run_manifest(Path(args.manifest), settings, workers=args.workers, console=out, keep_dir=args.keep)
 
 
+def _cmd_acl(args, settings: Settings) -> int:
+    from .acl import OPERATOR, WORKER, broker_url, new_password, render_acl
+
+    operator = os.environ.get("CIS490_OPERATOR_PASSWORD") or new_password()
+    worker = os.environ.get("CIS490_WORKER_PASSWORD") or new_password()
+    try:
+        text = render_acl(operator, worker)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    # The file goes to stdout (`cis490-train acl > users.acl`); the URLs to give out go to stderr.
+    print(f"operators: CIS490_BROKER_URL={broker_url(OPERATOR, operator, args.host, args.port)}", file=sys.stderr)
+    print(f"workers:   CIS490_BROKER_URL={broker_url(WORKER, worker, args.host, args.port)}", file=sys.stderr)
+    print(text, end="")
+    return 0
+
+
 def _cmd_store_serve(args, settings: Settings) -> int:
     from .artifacts.server import serve
 
@@ -296,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest")
     p.add_argument("--workers", type=int, default=1, help="worker processes to start (default 1)")
     p.add_argument("--keep", action="store_true", help="keep the run's temporary directory (logs, Redis data)")
+
+    p = add("acl", _cmd_acl, "print a Redis ACL file with the operator and worker users; their broker URLs go to stderr", json_flag=False)
+    p.add_argument("--host", default="127.0.0.1", help="the Redis host the printed URLs name")
+    p.add_argument("--port", type=int, default=6379)
 
     store = sub.add_parser("store", help="the artifact store").add_subparsers(dest="store_command", required=True, metavar="COMMAND")
     serve = store.add_parser("serve", help="run the artifact store's HTTP service")

@@ -85,3 +85,14 @@ def test_cli_json_round_trips_through_the_file(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: CIS490_CAPABILITY_FILE=") and "Traceback" not in bad.stderr
+
+
+def test_cuda_visible_devices_limits_what_this_worker_sees(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '0, GPU zero, 24576, 20000'\necho '1, GPU one, 8192, 8000'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    for mask, names in (("1", ["GPU one"]), ("1,0", ["GPU one", "GPU zero"]), ("", []), ("-1", []), ("0,7,1", ["GPU zero"])):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", mask)
+        assert [g.name for g in Capability.probe().cuda_devices] == names, mask

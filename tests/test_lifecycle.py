@@ -70,3 +70,22 @@ def test_cancel_and_reroute():
     assert not lc.cancel(held(lc.COMPLETED), 1).ok
     assert lc.reroute(JobState(lc.PENDING, 2), 1).dispatch == 3
     assert not lc.reroute(held(lc.RUNNING), 1).ok
+
+
+def test_reaper_requeues_only_silent_leases():
+    silent = JobState(lc.RUNNING, 1, 1, 3, "w1", heartbeat_at=100.0)
+    assert not lc.reap(silent, 110.0, 15.0).ok
+    t = lc.reap(silent, 120.0, 15.0)
+    assert t.ok and t.changes["status"] == lc.PENDING and t.dispatch == 2 and t.record["failure"] == lc.WORKER_LOST
+    assert "w1 lost: no heartbeat for 20s" in t.record["error"]
+    spent = JobState(lc.CLAIMED, 3, 3, 3, "w1", heartbeat_at=0.0)
+    assert lc.reap(spent, 100.0, 15.0).changes["status"] == lc.FAILED
+    assert not lc.reap(JobState(lc.PENDING, 1), 1e9, 15.0).ok
+
+
+def test_retry_policy_by_failure_type():
+    for failure in (lc.WORKER_LOST, lc.WORKER_SHUTDOWN, lc.UPLOAD_ERROR, lc.OOM):
+        assert lc.should_retry(failure, retry_on_error=False)
+    for failure in (lc.TRAINER_ERROR, lc.TIMEOUT):
+        assert not lc.should_retry(failure, retry_on_error=False) and lc.should_retry(failure, retry_on_error=True)
+    assert not lc.should_retry(lc.CANCELLED_FAILURE, retry_on_error=True)

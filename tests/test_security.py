@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -17,6 +18,7 @@ from cis490_train.registry import Registry
 from conftest import cli, wait_for
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
 
 MANIFEST = 'schema_version = 1\nname = "acl"\n[[jobs]]\nname = "g"\nmodel = "gbt"\nsplit_recipe = "sample"\nn_resamples = 100\nhyper = { n_estimators = 5 }\n'
 
@@ -101,3 +103,41 @@ def test_only_json_is_accepted(fleet_env, registry, redis_url, store, start_work
     wait_for(lambda: "untrusted content of type pickle" in worker.log.read_text(), 30, "the worker to refuse the pickle message")
     assert worker.alive
     assert registry.find("g").starts == 0 and registry.attempts(job.job_id) == []
+
+
+def test_shipped_redis_config_requires_auth_keeps_an_aof_and_never_evicts(tmp_path):
+    import shutil
+
+    from cis490_train.embedded import free_port
+
+    conf = ROOT / "deploy" / "redis" / "cis490-redis.conf"
+    generated = subprocess.run([sys.executable, "-m", "cis490_train", "acl", "--port", "0"], capture_output=True, text=True, check=True)
+    urls = dict(line.replace(" ", "").split(":CIS490_BROKER_URL=") for line in generated.stderr.splitlines())
+    acl = tmp_path / "users.acl"
+    acl.write_text(generated.stdout)
+    port = free_port()
+    proc = subprocess.Popen(
+        [shutil.which("redis-server"), str(conf), "--port", str(port), "--dir", str(tmp_path), "--aclfile", str(acl), "--daemonize", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        operator = redis.Redis.from_url(urls["operators"].replace(":0/", f":{port}/"))
+        wait_for(lambda: _pings(operator), 15, "the configured redis-server")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).ping()
+        assert operator.info("persistence")["aof_enabled"] == 1
+        assert operator.info("memory")["maxmemory_policy"] == "noeviction"
+        worker = redis.Redis.from_url(urls["workers"].replace(":0/", f":{port}/"))
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            worker.set("cis490:op:jobs", "x")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
