@@ -6,7 +6,10 @@ import logging
 import threading
 from typing import Any
 
+from celery.exceptions import Reject
+
 from .attempt import AttemptRunner
+from .errors import BrokerUnavailable
 from .celery import app
 from .registry import JobRecord, Registry
 from .worker import runtime
@@ -68,5 +71,9 @@ def train(self, job_id: str, attempt: int) -> dict[str, Any]:
     try:
         queue = (self.request.delivery_info or {}).get("routing_key") or ""
         return runner.run(job_id, attempt, wake, queue).to_dict()
+    except BrokerUnavailable as exc:
+        # Redis stayed away past the registry's patience: hand the message back rather than ack it.
+        # If the job was claimed, its silent lease is the reaper's; a returned message is then stale.
+        raise Reject(str(exc), requeue=True) from None
     finally:
         runtime.untrack(self.request.id)
