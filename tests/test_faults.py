@@ -191,3 +191,15 @@ def test_cuda_job_waits_for_free_vram_and_says_why(fleet_env, registry, store, s
     claimed = wait_for(lambda: (j := registry.find("big")).starts == 1 and j, 30, "the job to be claimed")
     assert claimed.host == "gpu-host"
     assert worker.alive
+
+
+def test_exactly_one_reaper_holds_the_lock_and_another_takes_over(fleet_env, registry, start_worker):
+    fleet_env.update(CIS490_HEARTBEAT_S="0.5", CIS490_STALE_AFTER_S="2")
+    workers = {w.nodename: w for w in (start_worker("one", "cpu"), start_worker("two", "cpu"))}
+    holder = wait_for(registry.reaper, 10, "a reaper to take the lock")
+    assert holder in workers
+    seen = {wait_for(registry.reaper, 5, "the lock") for _ in range(20)}
+    assert seen == {holder}  # it keeps the lock while it lives
+    workers[holder].proc.send_signal(signal.SIGKILL)
+    (other,) = set(workers) - {holder}
+    wait_for(lambda: registry.reaper() == other, 10, "the surviving worker to take over the reaper lock")
