@@ -140,6 +140,18 @@ def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
     return subprocess.run([sys.executable, "-m", "cis490_train", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def trainer_processes(marker: str) -> list:
+    """Live trainer processes whose command line mentions `marker` (a job id, a work directory)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "cis490_train.trainer" in cmd and any(marker in part for part in cmd):
+            found.append(proc)
+    return found
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     """Poll until `predicate()` is truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout

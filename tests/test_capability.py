@@ -13,6 +13,20 @@ from cis490_train.capability import Capability
 from cis490_train.errors import CapabilityFileError
 
 
+@pytest.fixture
+def fake_smi(tmp_path, monkeypatch):
+    """Put an `nvidia-smi` that prints `lines` (and exits with `code`) first on PATH; hide NVML."""
+
+    def install(lines: list[str], code: int = 0) -> None:
+        fake = tmp_path / "nvidia-smi"
+        fake.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in lines) + f"exit {code}\n")
+        fake.chmod(0o755)
+
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    return install
+
+
 def test_probe_reports_this_machine():
     cap = Capability.probe()
     assert cap.cpu_cores >= 1 and cap.ram_total_gib > 0 and cap.host_id
@@ -20,24 +34,16 @@ def test_probe_reports_this_machine():
     assert Capability.from_dict(json.loads(json.dumps(cap.to_dict()))) == cap
 
 
-def test_broken_gpu_tools_mean_no_cuda(tmp_path, monkeypatch):
+def test_broken_gpu_tools_mean_no_cuda(fake_smi):
     """A failing nvidia-smi (driver gone, garbage output) is "no CUDA", not a crash."""
-    fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setitem(sys.modules, "pynvml", None)
+    fake_smi(["NVIDIA-SMI has failed"], code=9)
     assert Capability.probe().cuda_devices == ()
-    fake.write_text("#!/bin/sh\necho 'not, csv'\n")
+    fake_smi(["not, csv"])
     assert Capability.probe().cuda_devices == ()
 
 
-def test_nvidia_smi_output_is_parsed(tmp_path, monkeypatch):
-    fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho '0, NVIDIA GeForce RTX 3060, 12288, 11000'\necho '1, NVIDIA RTX A500, 4096, 4000'\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setitem(sys.modules, "pynvml", None)
+def test_nvidia_smi_output_is_parsed(fake_smi):
+    fake_smi(["0, NVIDIA GeForce RTX 3060, 12288, 11000", "1, NVIDIA RTX A500, 4096, 4000"])
     cap = Capability.probe()
     assert [(g.name, g.vram_total_gib) for g in cap.cuda_devices] == [("NVIDIA GeForce RTX 3060", 12.0), ("NVIDIA RTX A500", 4.0)]
     assert cap.cuda_available and cap.max_vram_total_gib == 12.0
@@ -87,12 +93,8 @@ def test_cli_json_round_trips_through_the_file(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: CIS490_CAPABILITY_FILE=") and "Traceback" not in bad.stderr
 
 
-def test_cuda_visible_devices_limits_what_this_worker_sees(tmp_path, monkeypatch):
-    fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho '0, GPU zero, 24576, 20000'\necho '1, GPU one, 8192, 8000'\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setitem(sys.modules, "pynvml", None)
+def test_cuda_visible_devices_limits_what_this_worker_sees(fake_smi, monkeypatch):
+    fake_smi(["0, GPU zero, 24576, 20000", "1, GPU one, 8192, 8000"])
     for mask, names in (("1", ["GPU one"]), ("1,0", ["GPU one", "GPU zero"]), ("", []), ("-1", []), ("0,7,1", ["GPU zero"])):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", mask)
         assert [g.name for g in Capability.probe().cuda_devices] == names, mask

@@ -8,13 +8,12 @@ import signal
 import time
 
 import httpx
-import psutil
 import pytest
 
 from cis490_train.embedded import RedisServer
 from cis490_train.errors import BrokerUnavailable
 from cis490_train.registry import Registry
-from conftest import cli
+from conftest import cli, trainer_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,14 +38,6 @@ def chaos_manifest(path):
             jobs.append(f'[[jobs]]\nname = "m{i}"\nmodel = "mlp"\nseed = {i}\nhyper = {{ epochs = 2, hidden_dim = 8 }}\n')
     path.write_text('schema_version = 1\nname = "chaos"\n[defaults]\nsplit_recipe = "sample"\nn_resamples = 50\nmax_attempts = 20\n' + "".join(jobs))
 
-
-def trainers(marker: str) -> list[str]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or ())
-        if "cis490_train.trainer" in cmd and marker in cmd:
-            found.append(cmd)
-    return found
 
 
 def test_chaos(fleet_env, chaos_redis, store, start_worker, tmp_path):
@@ -142,4 +133,4 @@ def test_chaos(fleet_env, chaos_redis, store, start_worker, tmp_path):
         assert len(by_job.get(r.job_id, [])) == 1, (r.name, by_job.get(r.job_id))
         assert by_job[r.job_id][0]["artifact_id"] == r.artifact_id and by_job[r.job_id][0]["attempt"] == r.attempt
     assert len(index) == JOBS
-    assert trainers(fleet_env["CIS490_WORK_DIR"]) == []
+    assert trainer_processes(fleet_env["CIS490_WORK_DIR"]) == []

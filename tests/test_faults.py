@@ -10,7 +10,7 @@ import httpx
 import psutil
 import pytest
 
-from conftest import cli, wait_for, write_capability
+from conftest import cli, trainer_processes, wait_for, write_capability
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +26,6 @@ def manifest(tmp_path, body: str, name: str = "faults") -> str:
 def mlp_job(name: str, epochs: int, extra: str = "") -> str:
     return f'[[jobs]]\nname = "{name}"\nmodel = "mlp"\n{SAMPLE}{extra}hyper = {{ epochs = {epochs}, batch_size = 16 }}\n'
 
-
-def trainers(job_id: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if "cis490_train.trainer" in cmd and any(job_id in part for part in cmd):
-            found.append(proc)
-    return found
 
 
 def running(registry, name):
@@ -55,7 +47,7 @@ def test_sigkilled_worker_is_recovered_within_20s_with_default_settings(fleet_en
 
     doomed.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    wait_for(lambda: not trainers(job.job_id), 5, "the orphaned trainer to exit")
+    wait_for(lambda: not trainer_processes(job.job_id), 5, "the orphaned trainer to exit")
     again = wait_for(lambda: (j := registry.find("victim")).attempt == 2 and j, 25, "the reaper to requeue")
     recovery = time.monotonic() - killed
     print(f"\nrecovery after SIGKILL: {recovery:.1f}s (heartbeat 5s, stale after 15s)")
@@ -83,7 +75,7 @@ def test_partitioned_worker_cannot_commit_after_its_job_was_reassigned(fleet_env
     cut_off = start_worker("cut-off", "cpu")
     assert cli(fleet_env, "enqueue", manifest(tmp_path, mlp_job("contested", 120))).returncode == 0
     job = wait_for(lambda: running(registry, "contested"), 60, "the job to run")
-    (old_trainer,) = trainers(job.job_id)
+    (old_trainer,) = trainer_processes(job.job_id)
 
     cut_off.proc.send_signal(signal.SIGSTOP)  # frozen: no heartbeats, like a host cut off from Redis
     try:
@@ -105,7 +97,7 @@ def test_cancel_stops_a_running_trainer_within_2s_and_commits_nothing(fleet_env,
     body = mlp_job("long", 5000) + mlp_job("queued", 5, "seed = 1\n")
     assert cli(fleet_env, "enqueue", manifest(tmp_path, body)).returncode == 0
     job = wait_for(lambda: running(registry, "long"), 60, "the job to run")
-    (trainer,) = trainers(job.job_id)
+    (trainer,) = trainer_processes(job.job_id)
 
     asked = time.monotonic()
     out = cli(fleet_env, "cancel", "long", "queued")
@@ -162,7 +154,7 @@ def test_timeout_fails_without_retry_and_oom_is_retried(fleet_env, registry, sto
     assert slow.failure == "timeout" and slow.starts == 1 and "max_runtime_s=2" in slow.error
 
     job = wait_for(lambda: running(registry, "oom"), 60, "the second job to run")
-    (trainer,) = trainers(job.job_id)
+    (trainer,) = trainer_processes(job.job_id)
     trainer.send_signal(signal.SIGKILL)  # what the kernel's OOM killer does
     wait_for(lambda: registry.find("oom").attempt == 2, 30, "the OOM-killed attempt to be retried")
     first = registry.attempts(job.job_id)[0]

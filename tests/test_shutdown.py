@@ -6,11 +6,10 @@ import json
 import signal
 import time
 
-import psutil
 import pytest
 import redis
 
-from conftest import cli, wait_for
+from conftest import cli, trainer_processes, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,14 +19,6 @@ def _task_state(url: str, task_id: str) -> dict | None:
     raw = redis.Redis.from_url(url).get(f"celery-task-meta-{task_id}")
     return json.loads(raw) if raw else None
 
-
-def trainer_processes(job_id: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if "cis490_train.trainer" in cmd and any(job_id in part for part in cmd):
-            found.append(proc)
-    return found
 
 
 def test_sigterm_requeues_the_running_attempt_and_leaves_no_trainer(fleet_env, registry, store, start_worker, tmp_path):
