@@ -120,7 +120,8 @@ class KNNSemiModel(KNNModel):
         h = self.config.hyper
         setup(self.config)
         self.scaler = Scaler.fit(train.features)
-        pool = unlabelled.features if unlabelled is not None and unlabelled.n else np.empty((0, train.features.shape[1]))
+        has_pool = unlabelled is not None and unlabelled.n
+        pool = unlabelled.features if has_pool else np.empty((0, train.features.shape[1]), dtype=np.float32)
         taken = np.zeros(len(pool), dtype=bool)
         pseudo = np.zeros(len(pool), dtype=np.int64)
         self._memorise(train.features, train.y)

@@ -16,7 +16,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .base import Model, ModelConfig, Part, ProgressCallback
-from .torch_loop import Scaler, fit_loop, load_payload, macro_f1, predict_batches, save_payload, setup, state_dict_cpu, torch
+from .torch_loop import (
+    Scaler,
+    fit_loop,
+    load_payload,
+    macro_f1,
+    predict_batches,
+    save_payload,
+    setup,
+    state_dict_cpu,
+    torch,
+)
 
 nn = torch.nn
 
@@ -198,9 +208,8 @@ class SequenceModel(Model):
     def load(cls, directory: Path, device: str = "cpu", threads: int = 1) -> SequenceModel:
         payload = load_payload(Path(directory) / cls.weights_file, device, threads)
         arch = payload["arch"]
-        config = ModelConfig(
-            hyper={"amp": bool(payload["amp"])}, n_classes=int(arch["n_classes"]), seed=0, device=device, threads=threads
-        )
+        hyper = {"amp": bool(payload["amp"])}
+        config = ModelConfig(hyper=hyper, n_classes=int(arch["n_classes"]), seed=0, device=device, threads=threads)
         model = cls(config)
         model.arch = dict(arch)
         model.net = SequenceNet(arch).to(device)
