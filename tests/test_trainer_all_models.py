@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from trainer_helpers import make_spec
 
-from cis490_train.hyper import MODELS
+from cis490_train.hyper import MODELS, resolve
 from cis490_train.trainer.checkpoint import load_checkpoint
-from cis490_train.trainer.data import synthesize
+from cis490_train.trainer.data import load_model_inputs, synthesize
 from cis490_train.trainer.evaluate import confusion_matrix
+from cis490_train.trainer.models import ModelConfig, Part, Progress, model_class
 from cis490_train.trainer.progress import Reporter
 from cis490_train.trainer.run import run_job
 from cis490_train.trainer.spec import TrainSpec
@@ -136,3 +137,35 @@ def test_knn_semi_adds_confident_pseudo_labels_and_reports_how_many(trained):
     assert sum(fit["pseudo_labels_per_round"]) == fit["pseudo_labels"]
     assert len(fit["pseudo_labels_per_round"]) == 2
     assert fit["n_memorised"] == trained("knn")[0]["fit"]["n_memorised"] + fit["pseudo_labels"]
+
+
+def oracle_parts(data, inputs: str) -> tuple[Part, Part, Part]:
+    dataset = load_model_inputs(data, "oracle", inputs)
+    split = make_split("sample", dataset.host, dataset.window_start_ms, dataset.label, seed=0)
+    return tuple(Part.from_rows(dataset, rows) for rows in (split.train, split.test, split.test[:0]))
+
+
+@pytest.mark.parametrize(
+    ("model", "hyper"), [("knn_semi", {}), ("cnn", {"epochs": 2}), ("transformer_ssl", {"epochs": 1})]
+)
+def test_empty_validation_and_no_unlabelled_windows_are_handled(data, model, hyper):
+    cls = model_class(model)
+    train, test, empty = oracle_parts(data, cls.inputs)
+    trained = cls(ModelConfig(resolve(model, hyper), n_classes=5, seed=0, threads=1))
+    seen: list[Progress] = []
+    trained.fit(train, empty, seen.append, None)
+    assert seen and all(p.metric is None for p in seen)
+    assert trained.predict(test).shape == (test.n,) and trained.predict(empty).shape == (0,)
+
+
+def test_patience_stops_a_sequence_model_early_and_keeps_its_best_epoch(data):
+    train, test, _ = oracle_parts(data, "sequence")
+    val = Part(y=test.y[:150], features=test.features[:150], sequences=test.sequences[:150])
+    hyper = {"epochs": 300, "batch_size": 64, "lr": 3e-3, "patience": 2}
+    model = model_class("cnn")(ModelConfig(resolve("cnn", hyper), n_classes=5, seed=0, threads=1))
+    seen: list[Progress] = []
+    model.fit(train, val, seen.append)
+    info = model.fit_info()
+    assert info["epochs_run"] < 300 and info["epochs_run"] == max(p.epoch for p in seen if p.boundary)
+    scores = {p.epoch: p.metric for p in seen if p.boundary}
+    assert scores[info["best_epoch"]] == max(scores.values())
