@@ -125,7 +125,7 @@ def test_checkpoint_metadata_describes_the_weights(trained, data):
     assert (trained("gbt").out / "model.xgb.json").is_file()
 
 
-@pytest.mark.parametrize("model", ["gbt", "mlp"])
+@pytest.mark.parametrize("model", ["gbt", "mlp", "cnn", "transformer_ssl"])
 def test_stdout_carries_only_the_progress_protocol(trained, model):
     events = trained(model).events  # every line parses as JSON
     assert events[0]["event"] == "start" and events[0]["job_id"] == make_spec(model)["job_id"]
@@ -136,6 +136,9 @@ def test_stdout_carries_only_the_progress_protocol(trained, model):
     final = [e for e in progress if e["phase"] == "train" and e["epoch"] is not None][-1]
     assert final["epoch"] == final["epochs"] and final["metric_name"] == "val_macro_f1"
     assert final["loss"] > 0 and final["eta_s"] == 0
+    pretrain = [e for e in progress if e["phase"] == "pretrain"]
+    assert bool(pretrain) == (model == "transformer_ssl")
+    assert all(e["epoch"] is not None for e in pretrain)
 
 
 @pytest.mark.parametrize("mode", ["realistic", "oracle"])
