@@ -74,6 +74,7 @@ _TORCH_COMMON = (
     _p("weight_decay", float, 0.0, "AdamW weight decay", 0.0, 10.0),
     _p("dropout", float, 0.1, "dropout probability", 0.0, 0.95),
     _p("patience", int, 0, "stop after this many epochs without validation gain (0: never)", 0, 100_000),
+    _p("amp", bool, True, "mixed precision (bf16, else fp16) autocast; used on CUDA only"),
 )
 
 _KNN = (

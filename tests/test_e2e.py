@@ -125,14 +125,17 @@ def test_two_hosts_train_every_job_they_may_run_exactly_once(fleet_env, registry
 
 def test_trainer_failure_is_recorded_with_exit_code_and_output(fleet_env, registry, store, start_worker, tmp_path):
     manifest_path = tmp_path / "fail.toml"
-    manifest_path.write_text('schema_version = 1\nname = "fail"\n[[jobs]]\nname = "knn-not-yet"\nmodel = "knn"\n')
+    manifest_path.write_text(
+        'schema_version = 1\nname = "fail"\n[[jobs]]\nname = "no-such-host"\nmodel = "gbt"\n'
+        'split_recipe = "host"\ntrain_hosts = ["nobody-laptop"]\n'
+    )
     start_worker("box", "cpu")
     assert cli(fleet_env, "enqueue", str(manifest_path)).returncode == 0
-    job = wait_for(lambda: (j := registry.find("knn-not-yet")).status == "failed" and j, 120, "the knn job to fail")
+    job = wait_for(lambda: (j := registry.find("no-such-host")).status == "failed" and j, 120, "the job to fail")
     assert job.failure == "trainer_error" and job.starts == 1
     assert job.error.startswith("trainer exited with code 2")
-    assert "model knn is not implemented by this trainer yet" in job.error
-    show = cli(fleet_env, "show", "knn-not-yet")
+    assert "train_hosts ['nobody-laptop'] are not in the data" in job.error
+    show = cli(fleet_env, "show", "no-such-host")
     assert "[trainer_error] trainer exited with code 2" in show.stdout
     assert httpx.get(f"{store.url}/v1/artifacts").json() == []
 

@@ -120,7 +120,7 @@ def test_requeue_reruns_from_any_state_and_filters(fleet_env, registry, store, s
     start_worker("box", "cpu")
     body = (
         '[[jobs]]\nname = "g"\nmodel = "gbt"\n' + SAMPLE + 'hyper = { n_estimators = 5 }\n'
-        '[[jobs]]\nname = "k"\nmodel = "knn"\n'
+        '[[jobs]]\nname = "k"\nmodel = "gbt"\nsplit_recipe = "host"\ntrain_hosts = ["nobody-laptop"]\n'
     )
     assert cli(fleet_env, "enqueue", manifest(tmp_path, body)).returncode == 0
     wait_for(lambda: registry.find("g").status == "completed" and registry.find("k").status == "failed", 120, "one success, one failure")

@@ -50,7 +50,7 @@ def test_run_exits_nonzero_when_a_runnable_job_fails_and_skips_what_it_cannot_ru
     manifest.write_text(
         'schema_version = 1\nname = "mixed"\n[defaults]\nsplit_recipe = "sample"\nn_resamples = 100\n'
         '[[jobs]]\nname = "ok"\nmodel = "gbt"\nhyper = { n_estimators = 10 }\n'
-        '[[jobs]]\nname = "knn-not-yet"\nmodel = "knn"\n'
+        '[[jobs]]\nname = "unknown-host"\nmodel = "gbt"\nsplit_recipe = "host"\ntrain_hosts = ["nobody-laptop"]\n'
         '[[jobs]]\nname = "needs-gpu"\nmodel = "mlp"\nrequire_cuda = true\n'
     )
     proc = subprocess.run(
@@ -63,7 +63,7 @@ def test_run_exits_nonzero_when_a_runnable_job_fails_and_skips_what_it_cannot_ru
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "not runnable on this machine: needs-gpu: tier cuda: host laptop has no CUDA" in proc.stdout
     assert "1 of 2 runnable job(s) completed" in proc.stdout
-    assert "knn-not-yet: failed [trainer_error] trainer exited with code 2" in proc.stdout
+    assert "unknown-host: failed [trainer_error] trainer exited with code 2" in proc.stdout
     assert leftovers(str(home)) == []
 
 

@@ -42,21 +42,23 @@ def train(name: str, parts, seed: int = 0, **hyper):
     return model, seen
 
 
-def test_registry_knows_all_nine_models_and_implements_gbt_and_mlp():
+def test_registry_knows_and_implements_all_nine_models():
     assert set(IMPLEMENTATIONS) == set(MODELS) and len(MODELS) == 9
-    assert set(implemented()) == {"gbt", "mlp"}
-    for name in ("gbt", "mlp"):
+    assert set(implemented()) == set(MODELS)
+    for name in MODELS:
         cls = model_class(name)
-        assert cls.name == name and cls.inputs == "summary"
+        assert cls.name == name
+        assert cls.inputs == ("summary" if name in ("gbt", "knn", "knn_semi", "mlp") else "sequence")
     assert model_class("gbt").weights_file == "model.xgb.json"
-    assert model_class("mlp").weights_file == "model.pt"
+    assert all(model_class(name).weights_file == "model.pt" for name in MODELS if name != "gbt")
 
 
-@pytest.mark.parametrize("name", ["knn", "knn_semi", "cnn", "gru", "lstm", "transformer", "transformer_ssl"])
-def test_later_models_are_known_but_not_implemented(name):
-    with pytest.raises(ModelNotImplemented, match=f"model {name} is not implemented by this trainer yet") as err:
-        model_class(name)
+def test_a_registered_model_without_an_implementation_fails_fast_with_exit_2(monkeypatch):
+    monkeypatch.setitem(IMPLEMENTATIONS, "knn", None)
+    with pytest.raises(ModelNotImplemented, match="model knn is not implemented by this trainer yet") as err:
+        model_class("knn")
     assert err.value.exit_code == 2
+    assert "knn" not in implemented()
 
 
 def test_unknown_model_lists_the_valid_ones():
@@ -141,7 +143,10 @@ def test_trainer_modules_never_import_celery_and_load_frameworks_lazily():
         import cis490_train.trainer.progress, cis490_train.trainer.spec, cis490_train.trainer.device
         lazy = sorted(m for m in ("torch", "xgboost") if m in sys.modules)
         assert not lazy, f"imported eagerly: {lazy}"
+        import cis490_train.trainer.models
+        assert not sorted(m for m in ("torch", "xgboost") if m in sys.modules)
         import cis490_train.trainer.models.gbt, cis490_train.trainer.models.mlp
+        import cis490_train.trainer.models.knn, cis490_train.trainer.models.sequence
         assert "torch" in sys.modules and "xgboost" in sys.modules
         celery = sorted(m for m in sys.modules if m == "celery" or m.startswith(("celery.", "kombu")))
         assert not celery, f"celery was imported: {celery}"

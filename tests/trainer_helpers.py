@@ -18,6 +18,23 @@ TRAIN_HOST = "elliott-thinkpad"
 FAST_HYPER: dict[str, dict[str, Any]] = {
     "gbt": {"n_estimators": 60, "max_depth": 4},
     "mlp": {"epochs": 40, "batch_size": 128, "lr": 3e-3, "hidden_dim": 64},
+    "knn": {"n_neighbors": 15},
+    "knn_semi": {"n_neighbors": 15, "confidence": 0.8, "rounds": 2},
+    "cnn": {"epochs": 12, "batch_size": 64, "lr": 3e-3},
+    "gru": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "hidden_dim": 32},
+    "lstm": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "hidden_dim": 32},
+    "transformer": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "d_model": 32, "n_layers": 1, "dim_feedforward": 64},
+    "transformer_ssl": {
+        "epochs": 12,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "d_model": 32,
+        "n_layers": 1,
+        "dim_feedforward": 64,
+        "pretrain_epochs": 4,
+        "pretrain_lr": 3e-3,
+        "mask_ratio": 0.25,
+    },
 }
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..atomic import write_json
-from .data import Dataset, check_dataset, load_dataset
+from .data import Dataset, check_dataset, load_model_inputs
 from .models import Model, Part, model_class
 
 CKPT_FILE = "ckpt.json"
@@ -67,12 +67,8 @@ class LoadedCheckpoint:
 
     def load_data(self, path: Path) -> Dataset:
         """The dataset as this model reads it; DataError if its schema is not the one trained on."""
-        dataset = load_dataset(
-            path,
-            self.meta["mode"],
-            summary=self.model.inputs == "summary",
-            sequences=self.model.inputs == "sequence",
-            expect_schema_hash=self.meta["schema_hash"],
+        dataset = load_model_inputs(
+            path, self.meta["mode"], self.model.inputs, expect_schema_hash=self.meta["schema_hash"]
         )
         if list(dataset.feature_names) != list(self.meta["feature_columns"]):
             raise DataError(

@@ -60,6 +60,10 @@ class Schema:
         kinds = ("realistic",) if mode == "realistic" else ("realistic", "oracle")
         return tuple(f.name for f in self.features if f.kind in kinds)
 
+    def oracle_columns(self, mode: str) -> tuple[str, ...]:
+        """The privileged columns `mode` may see: none in realistic mode."""
+        return tuple(name for name in self.feature_columns(mode) if name.startswith(KIND_PREFIX["oracle"]))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,

@@ -27,7 +27,7 @@ from .contract import (
 )
 from .synth import synthesize
 
-__all__ = ["Dataset", "check_dataset", "load_dataset", "synthesize"]
+__all__ = ["Dataset", "check_dataset", "load_dataset", "load_model_inputs", "synthesize"]
 
 _UTC = ("UTC", "Etc/UTC", "+00:00")
 
@@ -81,12 +81,17 @@ def load_dataset(
     *,
     summary: bool = True,
     sequences: bool = False,
+    oracle_only: bool = False,
     expect_schema_hash: str | None = None,
 ) -> Dataset:
-    """Check the dataset, then load the base columns plus the mode's features and/or the tensors."""
+    """Check the dataset, then load the base columns plus the mode's features and/or the tensors.
+
+    `oracle_only` narrows the features to the mode's privileged columns (what a
+    sequence model adds to its tensors in oracle mode).
+    """
     path = Path(path)
-    schema, table, seq = _open(path, mode if summary else None, expect_schema_hash)
-    columns = schema.feature_columns(mode) if summary else ()
+    schema, table, seq = _open(path, mode if summary else None, expect_schema_hash, oracle_only)
+    columns = _columns(schema, mode, oracle_only) if summary else ()
     features = None
     if columns:
         features = np.empty((table.num_rows, len(columns)), dtype=np.float32)
@@ -104,6 +109,19 @@ def load_dataset(
     )
 
 
+def load_model_inputs(path: Path, mode: str, inputs: str, expect_schema_hash: str | None = None) -> Dataset:
+    """What a model of `inputs` kind reads: summary models the mode's features, sequence
+    models the tensors plus the mode's oracle features (none in realistic mode)."""
+    sequence = inputs == "sequence"
+    return load_dataset(
+        path, mode, summary=True, sequences=sequence, oracle_only=sequence, expect_schema_hash=expect_schema_hash
+    )
+
+
+def _columns(schema: Schema, mode: str, oracle_only: bool) -> tuple[str, ...]:
+    return schema.oracle_columns(mode) if oracle_only else schema.feature_columns(mode)
+
+
 def _label_codes(table, schema: Schema) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -112,7 +130,7 @@ def _label_codes(table, schema: Schema) -> np.ndarray:
     return codes.fill_null(-1).to_numpy().astype(np.int64)
 
 
-def _open(path: Path, mode: str | None, expect_schema_hash: str | None):
+def _open(path: Path, mode: str | None, expect_schema_hash: str | None, oracle_only: bool = False):
     """Every contract check in one pass; returns (schema, table of base + `mode`'s columns, tensor memmap)."""
     if not path.exists():
         raise DataError(_missing_message(path))
@@ -128,7 +146,7 @@ def _open(path: Path, mode: str | None, expect_schema_hash: str | None):
             f"schema_hash {schema.schema_hash} differs from the expected {expect_schema_hash} "
             "(this data has other features, classes or sequence layout than the model was trained on)"
         )
-    columns = schema.feature_columns(mode) if schema is not None and mode is not None else ()
+    columns = _columns(schema, mode, oracle_only) if schema is not None and mode is not None else ()
     table = _read_windows(path, schema, columns, problems)
     seq = _read_sequences(path, schema, table.num_rows if table is not None else None, problems)
     if problems:

@@ -83,7 +83,7 @@ class Reporter:
         p = p or Progress()
         return {
             "event": "progress",
-            "phase": self._phase,
+            "phase": p.phase or self._phase,
             "epoch": p.epoch,
             "epochs": p.epochs,
             "step": p.step,

@@ -23,7 +23,7 @@ from .. import hyper as hyper_schemas
 from ..errors import Cis490Error
 from ..atomic import write_json
 from .checkpoint import write_checkpoint
-from .data import check_dataset, load_dataset
+from .data import check_dataset, load_model_inputs
 from .device import DEVICES, limit_native_threads, resolve_device, resolve_threads, seed_everything
 from .evaluate import evaluate
 from .models import ModelConfig, Part, check_implemented, model_class
@@ -72,7 +72,7 @@ def run_job(
     reporter.phase("data")
     cls = model_class(spec.model)
     device = resolve_device(device, cls)
-    dataset = load_dataset(data_dir, spec.mode, summary=cls.inputs == "summary", sequences=cls.inputs == "sequence")
+    dataset = load_model_inputs(data_dir, spec.mode, cls.inputs)
     split = make_split(
         spec.split_recipe,
         dataset.host,
@@ -119,6 +119,7 @@ def run_job(
         "classes": classes,
         "metrics": results["metrics"],
         "baseline": results["baseline"],
+        "fit": model.fit_info(),
     }
     write_checkpoint(
         out,

@@ -30,6 +30,13 @@ IMPLEMENTATIONS.update(
     {
         "gbt": "cis490_train.trainer.models.gbt:GBTModel",
         "mlp": "cis490_train.trainer.models.mlp:MLPModel",
+        "knn": "cis490_train.trainer.models.knn:KNNModel",
+        "knn_semi": "cis490_train.trainer.models.knn:KNNSemiModel",
+        "cnn": "cis490_train.trainer.models.sequence:CNNModel",
+        "gru": "cis490_train.trainer.models.sequence:GRUModel",
+        "lstm": "cis490_train.trainer.models.sequence:LSTMModel",
+        "transformer": "cis490_train.trainer.models.sequence:TransformerModel",
+        "transformer_ssl": "cis490_train.trainer.models.sequence:TransformerSSLModel",
     }
 )
 

@@ -46,7 +46,10 @@ class Part:
 
 @dataclass(frozen=True)
 class Progress:
-    """A training status; `boundary` marks the end of an epoch or boosting round."""
+    """A training status; `boundary` marks the end of an epoch or boosting round.
+
+    `phase` names a stage inside training (pre-training, say); None keeps the trainer's phase.
+    """
 
     epoch: int | None = None
     epochs: int | None = None
@@ -56,6 +59,7 @@ class Progress:
     metric: float | None = None
     metric_name: str | None = None
     boundary: bool = False
+    phase: str | None = None
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -89,6 +93,10 @@ class Model(ABC):
     @abstractmethod
     def save(self, directory: Path) -> None:
         """Write `weights_file` (atomically) with everything `load` needs to predict."""
+
+    def fit_info(self) -> dict[str, Any]:
+        """What training did beyond the metrics (epochs run, pseudo-labels added), for report and ckpt."""
+        return {}
 
     @classmethod
     @abstractmethod

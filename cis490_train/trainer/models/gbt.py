@@ -98,6 +98,9 @@ class GBTModel(Model):
             verbose_eval=False,
         )
 
+    def fit_info(self) -> dict:
+        return {"rounds": int(self.booster.num_boosted_rounds())}
+
     def predict(self, part: Part) -> np.ndarray:
         if not part.n:
             return np.empty(0, dtype=np.int64)

@@ -1,0 +1,179 @@
+"""What every torch model shares: seeding, standardisation, one training loop, batched prediction.
+
+One loop means one place that gets early stopping, progress lines, mixed
+precision and CPU determinism right for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...atomic import atomic_path
+from ..evaluate import confusion_matrix, metrics_from_confusion
+from .base import ModelConfig, Part, Progress, ProgressCallback, import_optional
+
+torch = import_optional("torch", "pip install torch==2.13.0")
+
+PREDICT_BATCH = 8192
+
+
+def setup(config: ModelConfig) -> None:
+    """Seed torch and cap its threads; on CPU also ask for deterministic kernels."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    if config.device == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Training-set z-scores over the last axis; missing values land on the mean (0)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> Scaler:
+        flat = values.reshape(-1, values.shape[-1])
+        with np.errstate(invalid="ignore"):
+            mean = np.nan_to_num(np.nanmean(flat, axis=0)).astype(np.float32)
+            std = np.nan_to_num(np.nanstd(flat, axis=0))
+        return cls(mean, np.where(std > 1e-12, std, 1.0).astype(np.float32))
+
+    def tensor(self, values: np.ndarray, device: str):
+        x = (values - self.mean) / self.std
+        return torch.from_numpy(np.nan_to_num(x, nan=0.0).astype(np.float32)).to(device)
+
+    def to_payload(self, prefix: str) -> dict:
+        return {f"{prefix}_mean": torch.from_numpy(self.mean), f"{prefix}_std": torch.from_numpy(self.std)}
+
+    @classmethod
+    def from_payload(cls, payload: dict, prefix: str) -> Scaler:
+        return cls(payload[f"{prefix}_mean"].cpu().numpy(), payload[f"{prefix}_std"].cpu().numpy())
+
+
+def autocast(device: str, enabled: bool):
+    """bf16 autocast on CUDA where the card has it, fp16 otherwise; a no-op on CPU."""
+    if device != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def macro_f1(part: Part, predict: Callable[[Part], np.ndarray], n_classes: int) -> float | None:
+    if not part.n:
+        return None
+    cm = confusion_matrix(part.y, predict(part), n_classes)
+    return float(metrics_from_confusion(cm)["macro_f1"])
+
+
+@dataclass(frozen=True)
+class FitResult:
+    epochs_run: int
+    best_epoch: int | None
+    final_loss: float
+
+
+def fit_loop(
+    net,
+    n: int,
+    batch_loss: Callable,
+    *,
+    config: ModelConfig,
+    progress: ProgressCallback,
+    epochs: int,
+    lr: float,
+    score: Callable[[], float | None] = lambda: None,
+    phase: str | None = None,
+    seed_offset: int = 0,
+) -> FitResult:
+    """AdamW over `n` rows in seeded shuffled batches; `batch_loss(idx)` returns one batch's loss.
+
+    After each epoch `score()` (validation macro-F1, or None) goes into the
+    boundary line; with `patience` the best-scoring weights are kept and
+    training stops once `patience` epochs pass without a gain.
+    """
+    h, device = config.hyper, config.device
+    rng = np.random.default_rng([config.seed, seed_offset])
+    optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=h["weight_decay"])
+    amp = device == "cuda" and h["amp"]
+    grad_scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
+    batch = max(1, min(h["batch_size"], n))
+    per_epoch = -(-n // batch)
+    best_score, best_state, best_epoch, stale = -1.0, None, None, 0
+    epoch, mean_loss = 0, float("nan")
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.from_numpy(rng.permutation(n)).to(device)
+        total = 0.0
+        for i in range(per_epoch):
+            idx = order[i * batch : (i + 1) * batch]
+            optimiser.zero_grad(set_to_none=True)
+            with autocast(device, h["amp"]):
+                loss = batch_loss(idx)
+            grad_scaler.scale(loss).backward()
+            grad_scaler.step(optimiser)
+            grad_scaler.update()
+            value = loss.item()
+            total += value * len(idx)
+            step = (epoch - 1) * per_epoch + i + 1
+            progress(
+                Progress(epoch=epoch, epochs=epochs, step=step, steps=epochs * per_epoch, loss=value, phase=phase)
+            )
+        mean_loss = total / n
+        current = score()
+        progress(
+            Progress(
+                epoch=epoch,
+                epochs=epochs,
+                step=epoch * per_epoch,
+                steps=epochs * per_epoch,
+                loss=mean_loss,
+                metric=current,
+                metric_name="val_macro_f1" if current is not None else None,
+                boundary=True,
+                phase=phase,
+            )
+        )
+        if current is None or not h["patience"]:
+            continue
+        if current > best_score:
+            best_score, best_state, best_epoch, stale = current, copy.deepcopy(net.state_dict()), epoch, 0
+        else:
+            stale += 1
+            if stale >= h["patience"]:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return FitResult(epochs_run=epoch, best_epoch=best_epoch, final_loss=mean_loss)
+
+
+def predict_batches(net, n: int, inputs: Callable[[slice], tuple], device: str, amp: bool) -> np.ndarray:
+    """Arg-max classes in batches of PREDICT_BATCH; `inputs(rows)` gives the network's arguments."""
+    net.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, n, PREDICT_BATCH):
+            with autocast(device, amp):
+                logits = net(*inputs(slice(start, start + PREDICT_BATCH)))
+            out.append(logits.argmax(dim=1).cpu().numpy())
+    return np.concatenate(out).astype(np.int64) if out else np.empty(0, dtype=np.int64)
+
+
+def save_payload(path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_payload(path, device: str, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def state_dict_cpu(net) -> dict:
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
