@@ -273,9 +273,108 @@ def _cmd_data_synth(args, settings: Settings) -> int:
     from .trainer.data import synthesize
 
     target = Path(args.out) if args.out else settings.data_dir
-    synthesize(target, small=args.small, seed=args.seed)
+    hosts = [h.strip() for h in args.hosts.split(",") if h.strip()] if args.hosts else None
+    synthesize(
+        target,
+        small=args.small,
+        seed=args.seed,
+        hosts=hosts,
+        windows_per_host=args.windows,
+        n_features=args.features,
+        n_oracle=args.oracle_features,
+        seq_len=args.seq_len,
+        n_channels=args.channels,
+    )
     out.print(f"wrote synthetic dataset to {target}")
     return 0
+
+
+def _cmd_data_check(args, settings: Settings) -> int:
+    from .trainer.data import check_dataset, load_dataset
+
+    target = Path(args.dir) if args.dir else settings.data_dir
+    schema = check_dataset(target)
+    data = load_dataset(target)
+    labelled = int((data.label >= 0).sum())
+    summary = {
+        "path": str(target),
+        "windows": int(data.n),
+        "labelled": labelled,
+        "hosts": sorted({str(h) for h in data.host}),
+        "classes": list(schema.classes),
+        "features": {kind: [f.name for f in schema.features if f.kind == kind] for kind in ("realistic", "oracle")},
+        "sequence": {"seq_len": schema.seq_len, "channels": list(schema.channels)},
+        "schema_hash": schema.schema_hash,
+    }
+    if args.json:
+        _print_json(summary)
+        return 0
+    out.print(f"{target}: follows the data contract", markup=False)
+    out.print(f"windows     {summary['windows']} ({labelled} labelled) on {len(summary['hosts'])} hosts: {', '.join(summary['hosts'])}", markup=False)
+    out.print(f"classes     {', '.join(summary['classes'])}", markup=False)
+    out.print(f"features    {len(summary['features']['realistic'])} realistic, {len(summary['features']['oracle'])} oracle", markup=False)
+    out.print(f"sequences   {schema.seq_len} steps x {len(schema.channels)} channels", markup=False)
+    out.print(f"schema      {schema.schema_hash}", markup=False)
+    return 0
+
+
+def _cmd_models(args, settings: Settings) -> int:
+    from .hyper import MODELS, schema
+    from .trainer.models import IMPLEMENTATIONS
+
+    rows = [{"model": m, "implemented": bool(IMPLEMENTATIONS.get(m)), "hyper": [p.describe() for p in schema(m)]} for m in MODELS]
+    if args.json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        out.print(f"[bold]{row['model']}[/bold]" + ("" if row["implemented"] else "  (not implemented)"))
+        for p in row["hyper"]:
+            bounds = f" [{'|'.join(p['choices'])}]" if p["choices"] else (f" [{p['low']:g}..{p['high']:g}]" if p["low"] is not None else "")
+            out.print(f"  {p['name']:<22}{p['type']:<6}{p['default']!s:<10}{bounds}  {p['help']}", markup=False)
+    return 0
+
+
+def _cmd_evaluate(args, settings: Settings) -> int:
+    import tempfile
+
+    from .artifacts.bundle import extract_bundle
+    from .artifacts.client import StoreClient
+    from .trainer.rescore import rescore
+    from .views import metric_cell
+
+    data = Path(args.data) if args.data else settings.data_dir
+    with tempfile.TemporaryDirectory(prefix="cis490-evaluate-") as tmp:
+        bundle = Path(args.artifact)
+        if not bundle.is_file():
+            with StoreClient(settings.store_url, settings.worker_token) as client:
+                artifact_id = _artifact_id(client, args.artifact)
+                bundle = client.download(artifact_id, Path(tmp) / "bundle.tar.zst").path
+        checkpoint = extract_bundle(bundle, Path(tmp) / "checkpoint")
+        result = rescore(checkpoint, data, n_resamples=args.n_resamples)
+    if args.json:
+        _print_json(result)
+        return 0
+    same = "the data it was trained on" if result["same_data"] else "different data (same schema)"
+    out.print(f"{result['model']} / {result['mode']} / split {result['split_recipe']}: {result['n_test']} test windows of {same}", markup=False)
+    for key, m in result["metrics"].items():
+        recorded = result["recorded"].get(key)
+        out.print(f"{key:<18}{metric_cell(m)}   recorded {metric_cell(recorded)}", markup=False)
+    out.print(f"{'baseline acc.':<18}{metric_cell(result['baseline'].get('accuracy'))}", markup=False)
+    return 0
+
+
+def _artifact_id(client, key: str) -> str:
+    """A full artifact id, or the one artifact in the store whose id starts with `key`."""
+    from .errors import ArtifactNotFound
+
+    if len(key) == 64:
+        return key
+    found = [r.artifact_id for r in client.list() if r.artifact_id.startswith(key.lower())] if len(key) >= 6 else []
+    if len(found) != 1:
+        raise ArtifactNotFound(
+            f"{key!r} names {'no' if not found else 'more than one'} artifact in the store; give a bundle path, a full id or a unique prefix of 6+ characters"
+        )
+    return found[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="every job of this model (with --all-failed: the failed ones)")
     p.add_argument("--all-failed", action="store_true", help="every failed job")
     add("workers", _cmd_workers, "live workers with host, capability and subscribed queues")
+    add("models", _cmd_models, "the nine models and their hyperparameters (name, type, default, range, help)")
+    p = add("evaluate", _cmd_evaluate, "download a bundle, load it and score it again on a dataset (same split)")
+    p.add_argument("artifact", help="artifact id (or a unique prefix), or a bundle.tar.zst path")
+    p.add_argument("--data", help="dataset directory (default: CIS490_DATA_DIR)")
+    p.add_argument("--n-resamples", type=int, default=1000)
     p = add("results", _cmd_results, "the leaderboard of completed jobs")
     p.add_argument("--manifest", help="only the jobs of this manifest name")
     p = add("run", _cmd_run, "everything on this machine: private Redis, store and worker; train a manifest end to end", json_flag=False)
@@ -329,7 +433,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", help="directory (default: CIS490_DATA_DIR)")
     synth.add_argument("--small", action="store_true", help="the small preset used by the tests")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--hosts", help="comma-separated host names (the first is the default train host)")
+    synth.add_argument("--windows", type=int, help="windows per host")
+    synth.add_argument("--features", type=int, help="realistic summary features")
+    synth.add_argument("--oracle-features", type=int, help="oracle-only summary features")
+    synth.add_argument("--seq-len", type=int, help="time steps per window tensor")
+    synth.add_argument("--channels", type=int, help="channels per time step")
     synth.set_defaults(func=_cmd_data_synth)
+    check = data.add_parser("check", help="validate a dataset against the data contract")
+    check.add_argument("dir", nargs="?", help="dataset directory (default: CIS490_DATA_DIR)")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=_cmd_data_check)
     return parser
 
 

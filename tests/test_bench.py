@@ -1,0 +1,18 @@
+"""`make bench` harness smoke run: it runs and prints its table (the numbers are for `make bench`)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_epoch_overhead_quick_run_prints_a_row_per_model():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "epoch_overhead.py"), "--quick"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(mlp|lstm|transformer)\s+\d+\s+[\d.]+\s+[\d.]+\s+([\d.]+)", out.stdout, re.M)}
+    assert set(rows) == {"mlp", "lstm", "transformer"}
+    assert all(r > 0 for r in rows.values())
