@@ -89,18 +89,9 @@ def test_checkpoint_loads_back_and_reproduces_the_test_predictions(trained, data
         oracle_columns = [c for c in ckpt.meta["feature_columns"] if c.startswith("o_")]
         assert ckpt.meta["feature_columns"] == (oracle_columns if mode == "oracle" else [])
         assert dataset.sequences is not None and (mode == "realistic") == (dataset.features is None)
-    meta = ckpt.meta
-    split = make_split(
-        meta["split_recipe"],
-        dataset.host,
-        dataset.window_start_ms,
-        dataset.label,
-        seed=meta["seed"],
-        train_hosts=meta["train_hosts"],
-        window_seconds=dataset.schema.window_seconds,
-    )
-    pred = ckpt.predict(dataset, split.test)
-    assert confusion_matrix(dataset.label[split.test], pred, 5).tolist() == report["confusion_matrix"]
+    test = ckpt.test_rows(dataset)
+    pred = ckpt.predict(dataset, test)
+    assert confusion_matrix(dataset.label[test], pred, 5).tolist() == report["confusion_matrix"]
 
 
 @pytest.mark.parametrize("model", ["cnn", "gru", "lstm", "transformer", "transformer_ssl", "knn", "knn_semi"])

@@ -12,7 +12,6 @@ from cis490_train.errors import DataError
 from cis490_train.trainer.checkpoint import load_checkpoint
 from cis490_train.trainer.data import load_dataset, synthesize
 from cis490_train.trainer.evaluate import confusion_matrix
-from cis490_train.trainer.split import make_split
 
 REPORT_KEYS = {
     "job_id",
@@ -189,18 +188,9 @@ def test_checkpoint_loads_back_and_reproduces_the_test_predictions(trained, data
     run = trained(model, mode)
     ckpt = load_checkpoint(run.out, data=data)
     dataset = ckpt.load_data(data)
-    meta = ckpt.meta
-    split = make_split(
-        meta["split_recipe"],
-        dataset.host,
-        dataset.window_start_ms,
-        dataset.label,
-        seed=meta["seed"],
-        train_hosts=meta["train_hosts"],
-        window_seconds=dataset.schema.window_seconds,
-    )
-    pred = ckpt.predict(dataset, split.test)
-    assert confusion_matrix(dataset.label[split.test], pred, 5).tolist() == run.report["confusion_matrix"]
+    test = ckpt.test_rows(dataset)
+    pred = ckpt.predict(dataset, test)
+    assert confusion_matrix(dataset.label[test], pred, 5).tolist() == run.report["confusion_matrix"]
     assert len(np.unique(pred)) == 5
 
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
 from ..atomic import write_json
+from ..errors import DataError
 from .data import Dataset, check_dataset, load_model_inputs
 from .models import Model, Part, model_class
+from .split import make_split
 
 CKPT_FILE = "ckpt.json"
 CKPT_FORMAT = 1
@@ -76,6 +77,20 @@ class LoadedCheckpoint:
                 f"the checkpoint was trained on {self.meta['feature_columns']}"
             )
         return dataset
+
+    def test_rows(self, dataset: Dataset) -> np.ndarray:
+        """The test side of the split this model was trained with (recipe, train hosts, seed) on `dataset`."""
+        meta = self.meta
+        split = make_split(
+            meta["split_recipe"],
+            dataset.host,
+            dataset.window_start_ms,
+            dataset.label,
+            seed=meta["seed"],
+            train_hosts=meta["train_hosts"],
+            window_seconds=dataset.schema.window_seconds,
+        )
+        return split.test
 
     def predict(self, dataset: Dataset, rows: np.ndarray | None = None) -> np.ndarray:
         """Class indices (into meta['classes']) for `rows` (default: every window)."""

@@ -9,26 +9,17 @@ from typing import Any
 
 from .checkpoint import load_checkpoint
 from .evaluate import evaluate
-from .split import make_split
 
 
 def rescore(checkpoint_dir: Path, data_dir: Path, *, n_resamples: int = 1000, threads: int = 1) -> dict[str, Any]:
     ckpt = load_checkpoint(checkpoint_dir, data=data_dir, threads=threads)
     meta = ckpt.meta
     dataset = ckpt.load_data(data_dir)
-    split = make_split(
-        meta["split_recipe"],
-        dataset.host,
-        dataset.window_start_ms,
-        dataset.label,
-        seed=meta["seed"],
-        train_hosts=meta["train_hosts"],
-        window_seconds=dataset.schema.window_seconds,
-    )
+    test = ckpt.test_rows(dataset)
     classes = list(meta["classes"])
-    predicted = ckpt.predict(dataset, split.test)
+    predicted = ckpt.predict(dataset, test)
     results = evaluate(
-        dataset.label[split.test],
+        dataset.label[test],
         predicted,
         len(classes),
         baseline_class=classes.index(meta["baseline_class"]),
@@ -40,7 +31,7 @@ def rescore(checkpoint_dir: Path, data_dir: Path, *, n_resamples: int = 1000, th
         "model": meta["model"],
         "mode": meta["mode"],
         "split_recipe": meta["split_recipe"],
-        "n_test": int(len(split.test)),
+        "n_test": int(len(test)),
         "same_data": dataset.fingerprint() == meta["data_fingerprint"],
         "metrics": results["metrics"],
         "baseline": results["baseline"],
