@@ -25,6 +25,7 @@ test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
+	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/epoch_overhead.py
 
 clean:

@@ -78,7 +78,7 @@ def _cmd_status(args, settings: Settings) -> int:
     if args.json:
         _print_json({"counts": counts_line(records), "jobs": [_record_dict(r) for r in records]})
         return 0
-    out.print(jobs_table(records))
+    out.print(jobs_table(records, limit=None if args.all else args.limit))
     return 0
 
 
@@ -391,8 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("capability", _cmd_capability, "what this host can do (cores, RAM, CUDA, versions)")
     p = add("enqueue", _cmd_enqueue, "apply a manifest: queue new jobs, keep existing ones (idempotent)")
     p.add_argument("manifest")
-    p = add("status", _cmd_status, "job counts and a table of jobs")
+    p = add("status", _cmd_status, "job counts and a table of jobs (running and failed first)")
     p.add_argument("--manifest", help="only the jobs of this manifest name")
+    p.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    p.add_argument("--all", action="store_true", help="show every job")
     p = add("show", _cmd_show, "one job: spec, status, attempts, host, progress, error, artifact")
     p.add_argument("job", help="job id, unique id prefix or job name")
     p = add("explain", _cmd_explain, "why a pending job is not running: each live worker's reason")

@@ -71,7 +71,8 @@ def apply_manifest(manifest: Manifest, registry: Registry) -> ApplyReport:
         registry.mark_sent((o.job_id, o.attempt) for o in to_send)
 
     ids = {spec.job_id for spec in manifest.jobs}
-    orphans = [r.name for r in registry.jobs() if r.manifest == manifest.name and r.job_id not in ids]
+    others = [job_id for job_id, name in registry.manifest_of().items() if name == manifest.name and job_id not in ids]
+    orphans = [r.name for r in registry.jobs(others)]
     by = {"inserted": [], "updated": [], "unchanged": []}
     for o in outcomes:
         by[o.outcome].append(o.name)

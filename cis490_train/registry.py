@@ -575,6 +575,15 @@ class Registry:
             raise JobNotFound(f"{key} (ambiguous: matches {', '.join(found)})")
         raise JobNotFound(key)
 
+    def manifest_of(self, ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Each job's manifest name: one field per job, for cheap orphan checks."""
+        ids = self.job_ids() if ids is None else list(ids)
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(_state_key(job_id), "manifest")
+            return dict(zip(ids, pipe.execute()))
+
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         with self._guard():
             return [json.loads(x) for x in self.r.lrange(_attempts_key(job_id), 0, -1)]

@@ -124,7 +124,7 @@ def _watch(registry: Registry, ids: list[str], runnable: list[str], fleet: list[
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
                 records = registry.jobs(ids)
-                live.update(jobs_table(records))
+                live.update(jobs_table(records, limit=40))
                 if finished(records):
                     return records
                 check_workers()

@@ -60,12 +60,22 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def jobs_table(records: list[JobRecord], now: float | None = None) -> Table:
+# What an operator looks for first: what runs, what broke, what waits.
+_STATUS_ORDER = {s: i for i, s in enumerate(("running", "claimed", "failed", "pending", "completed", "cancelled"))}
+
+
+def jobs_table(records: list[JobRecord], now: float | None = None, limit: int | None = None) -> Table:
+    """The jobs, running and failed first; with `limit`, only that many rows and a line saying so."""
     now = time.time() if now is None else now
-    table = Table(title=counts_line(records), title_justify="left")
+    ordered = sorted(records, key=lambda r: (_STATUS_ORDER.get(r.status, 9), -r.spec.priority, r.name))
+    hidden = 0
+    if limit is not None and len(ordered) > limit:
+        ordered, hidden = ordered[:limit], len(ordered) - limit
+    caption = f"{hidden} more job{'s' if hidden != 1 else ''} not shown (--all lists every job)" if hidden else None
+    table = Table(title=counts_line(records), title_justify="left", caption=caption, caption_justify="left")
     for col in ("job", "id", "model", "mode", "split", "status", "try", "host", "progress", "beat"):
         table.add_column(col, no_wrap=col in ("id", "status"))
-    for r in sorted(records, key=lambda r: (-r.spec.priority, r.name)):
+    for r in ordered:
         beat = f"{now - r.heartbeat_at:.0f}s ago" if r.heartbeat_at and r.status in ("claimed", "running") else ""
         table.add_row(
             r.name,

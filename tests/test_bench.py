@@ -1,4 +1,4 @@
-"""`make bench` harness smoke run: it runs and prints its table (the numbers are for `make bench`)."""
+"""`make bench` harness smoke runs: each script runs and prints its table (the numbers are for `make bench`)."""
 
 from __future__ import annotations
 
@@ -16,3 +16,12 @@ def test_epoch_overhead_quick_run_prints_a_row_per_model():
     rows = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(mlp|lstm|transformer)\s+\d+\s+[\d.]+\s+[\d.]+\s+([\d.]+)", out.stdout, re.M)}
     assert set(rows) == {"mlp", "lstm", "transformer"}
     assert all(r > 0 for r in rows.values())
+
+
+def test_fleet_bench_quick_run_compares_against_raw_celery():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "fleet.py"), "--quick"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"raw task round trip p50 / p99\s+[\d.]+ / [\d.]+ ms", out.stdout)
+    for figure in ("enqueue 500 jobs (first apply)", "re-apply unchanged", "status with 500 pending", "explain with 500 pending"):
+        assert figure in out.stdout
+    assert "0 messages" in out.stdout

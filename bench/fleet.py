@@ -1,0 +1,165 @@
+"""The fleet against raw Celery + Redis, in the same run, on a private redis-server.
+
+Figures: raw task round trip (the yardstick), sending 10,000 raw tasks against a first apply of a
+10,000-job manifest, re-applying it unchanged, and `status` / `explain` with 10,000 pending jobs.
+Warm-ups are excluded; timed figures are medians of repeated runs where they are cheap enough.
+
+    python bench/fleet.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def manifest_text(n: int) -> str:
+    jobs = "".join(f'[[jobs]]\nname = "j{i}"\nmodel = "gbt"\nseed = {i}\npriority = {i % 5}\n' for i in range(n))
+    return f'schema_version = 1\nname = "bench"\n[defaults]\nsplit_recipe = "sample"\n{jobs}'
+
+
+def raw_round_trips(url: str, workdir: Path, n: int, warmup: int) -> list[float]:
+    env = dict(os.environ, RAW_BROKER_URL=url, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    log = (workdir / "raw-worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "rawapp", "worker", "-Q", "raw", "-n", "raw@bench", "--without-mingle", "--without-gossip", "-l", "WARNING"],
+        env=env, cwd=HERE, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        from rawapp import noop
+
+        noop.apply_async(queue="raw").get(timeout=60)  # the worker is up
+        times = []
+        for i in range(warmup + n):
+            start = time.perf_counter()
+            noop.apply_async(queue="raw").get(timeout=30)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        return times
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def raw_send(n: int) -> float:
+    from rawapp import app, noop
+
+    start = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        for _ in range(n):
+            noop.apply_async(queue="raw-idle", ignore_result=True, producer=producer)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts: checks the harness, not the numbers")
+    args = parser.parse_args(argv)
+    n_jobs, n_trips, warmup = (500, 30, 5) if args.quick else (10_000, 300, 30)
+
+    from cis490_train.embedded import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="cis490-bench-") as tmp:
+        workdir = Path(tmp)
+        redis_server = RedisServer(workdir / "redis").start()
+        url = redis_server.url
+        os.environ.update(CIS490_BROKER_URL=url, CIS490_RESULT_BACKEND=url, RAW_BROKER_URL=url)
+        sys.path.insert(0, str(HERE))
+        try:
+            rows = run(url, workdir, n_jobs, n_trips, warmup)
+        finally:
+            redis_server.stop()
+    print_table(rows, n_jobs)
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"fleet-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps({"cores": os.cpu_count(), "python": platform.python_version(), "rows": rows}, indent=2))
+        print(f"written to {out}")
+    return 0
+
+
+def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int) -> list[dict]:
+    import celery
+    import redis
+
+    from cis490_train.enqueue import apply_manifest
+    from cis490_train.explain import why_waiting
+    from cis490_train.manifest import Manifest
+    from cis490_train.registry import Registry
+    from cis490_train.views import jobs_table
+    from rich.console import Console
+
+    print(f"{platform.node()}: {os.cpu_count()} cores, python {platform.python_version()}, celery {celery.__version__}, redis-py {redis.__version__}")
+    trips = raw_round_trips(url, workdir, n_trips, warmup)
+    rt50, rt99 = percentile(trips, 50), percentile(trips, 99)
+    print(f"raw round trip over {n_trips} tasks ({warmup} warm-up excluded): p50 {rt50 * 1000:.2f} ms, p99 {rt99 * 1000:.2f} ms")
+
+    raw_s = raw_send(n_jobs)
+    r = redis.Redis.from_url(url)
+    r.delete("raw-idle")
+
+    path = workdir / "bench.toml"
+    path.write_text(manifest_text(n_jobs))
+    registry = Registry(url)
+    start = time.perf_counter()
+    first = apply_manifest(Manifest.load(path), registry)
+    apply_s = time.perf_counter() - start
+    assert first.sent == n_jobs and len(first.inserted) == n_jobs
+
+    before = sum(r.llen(k) for k in r.scan_iter("cpu.gbt*"))
+    reapply = []
+    for _ in range(3):
+        start = time.perf_counter()
+        again = apply_manifest(Manifest.load(path), registry)
+        reapply.append(time.perf_counter() - start)
+        assert again.sent == 0 and len(again.unchanged) == n_jobs
+    after = sum(r.llen(k) for k in r.scan_iter("cpu.gbt*"))
+
+    null = Console(file=io.StringIO(), width=200)
+    status, explain = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        null.print(jobs_table(registry.jobs(), limit=50))
+        status.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        job = registry.find("j42")
+        classes = {qc.name: qc for qc in registry.queue_classes()}
+        why_waiting(job, classes, registry.workers(), registry.hosts())
+        explain.append(time.perf_counter() - start)
+
+    return [
+        {"figure": "raw task round trip p50 / p99", "baseline": f"{rt50 * 1000:.2f} / {rt99 * 1000:.2f} ms", "fleet": "", "ratio": None, "target": "yardstick", "ok": None},
+        {"figure": f"enqueue {n_jobs} jobs (first apply)", "baseline": f"{raw_s:.2f} s raw send", "fleet": f"{apply_s:.2f} s", "ratio": apply_s / raw_s, "target": "<= 1.3x", "ok": apply_s / raw_s <= 1.3},
+        {"figure": "re-apply unchanged (median of 3)", "baseline": "", "fleet": f"{statistics.median(reapply):.2f} s, {after - before} messages", "ratio": None, "target": "<= 1 s, 0 messages", "ok": statistics.median(reapply) <= 1 and after == before},
+        {"figure": f"status with {n_jobs} pending (median of 3)", "baseline": "", "fleet": f"{statistics.median(status):.3f} s", "ratio": None, "target": "<= 1 s", "ok": statistics.median(status) <= 1},
+        {"figure": f"explain with {n_jobs} pending (median of 3)", "baseline": "", "fleet": f"{statistics.median(explain):.3f} s", "ratio": None, "target": "<= 1 s", "ok": statistics.median(explain) <= 1},
+    ]
+
+
+def print_table(rows: list[dict], n_jobs: int) -> None:
+    print(f"{'figure':<42}{'baseline':<24}{'fleet':<26}{'ratio':>7}  target")
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else ""
+        mark = {True: "", False: "  MISSED", None: ""}[row["ok"]]
+        print(f"{row['figure']:<42}{row['baseline']:<24}{row['fleet']:<26}{ratio:>7}  {row['target']}{mark}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
