@@ -25,3 +25,11 @@ def test_fleet_bench_quick_run_compares_against_raw_celery():
     for figure in ("enqueue 500 jobs (first apply)", "re-apply unchanged", "status with 500 pending", "explain with 500 pending"):
         assert figure in out.stdout
     assert "0 messages" in out.stdout
+
+
+def test_artifacts_bench_quick_run_measures_bundle_upload_and_disk():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "artifacts.py"), "--quick"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for figure in ("bundle (tar + zstd level 3", "fsync'd write of the bundle", "streamed upload to the store", "store RSS growth"):
+        assert figure in out.stdout
+    assert re.search(r"streamed upload to the store\s+\d+ MB/s \(\d+% of disk\)", out.stdout)
