@@ -1,7 +1,8 @@
 """The fleet against raw Celery + Redis, in the same run, on a private redis-server.
 
-Figures: raw task round trip (the yardstick), sending 10,000 raw tasks against a first apply of a
-10,000-job manifest, re-applying it unchanged, and `status` / `explain` with 10,000 pending jobs.
+Figures: raw task round trip (the yardstick); dispatch latency (applying a one-job manifest to an
+idle worker's lease); sending 10,000 raw tasks against a first apply of a 10,000-job manifest;
+re-applying it unchanged; and `status` / `explain` with 10,000 pending jobs.
 Warm-ups are excluded; timed figures are medians of repeated runs where they are cheap enough.
 
     python bench/fleet.py [--quick]
@@ -68,11 +69,47 @@ def raw_send(n: int) -> float:
     return time.perf_counter() - start
 
 
+def dispatch_latency(url: str, workdir: Path, n: int, warmup: int) -> list[float]:
+    """Seconds from applying a one-job manifest to an idle worker's lease on that job.
+
+    The jobs name a train host the data lacks, so each trainer exits at once and the worker is idle
+    again quickly; the trainer's start is not part of the figure.
+    """
+    from cis490_train.embedded import WorkerProcess, child_env
+    from cis490_train.enqueue import apply_manifest
+    from cis490_train.manifest import Manifest
+    from cis490_train.registry import Registry
+    from cis490_train.trainer.data import synthesize
+
+    data = synthesize(workdir / "data", small=True)
+    registry = Registry(url)
+    env = child_env(CIS490_BROKER_URL=url, CIS490_RESULT_BACKEND=url, CIS490_DATA_DIR=str(data), CIS490_WORK_DIR=str(workdir / "work"))
+    worker = WorkerProcess("dispatch@bench", "cpu", env, workdir / "dispatch-worker.log").start(registry)
+    try:
+        latencies = []
+        for i in range(warmup + n):
+            manifest = Manifest.from_toml(
+                f'schema_version = 1\nname = "dispatch"\n[[jobs]]\nname = "d{i}"\nmodel = "gbt"\ntrain_hosts = ["nobody"]\nseed = {i}\n'
+            )
+            job_id = manifest.jobs[0].job_id
+            start = time.time()
+            apply_manifest(manifest, registry)
+            while not (job := registry.get(job_id)).claimed_at:
+                time.sleep(0.0005)
+            if i >= warmup:
+                latencies.append(job.claimed_at - start)
+            while registry.status_of(job_id)[0] not in ("failed", "completed"):
+                time.sleep(0.01)
+        return latencies
+    finally:
+        worker.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts: checks the harness, not the numbers")
     args = parser.parse_args(argv)
-    n_jobs, n_trips, warmup = (500, 30, 5) if args.quick else (10_000, 300, 30)
+    n_jobs, n_trips, warmup, n_dispatch = (500, 30, 5, 5) if args.quick else (10_000, 300, 30, 200)
 
     from cis490_train.embedded import RedisServer
 
@@ -83,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(CIS490_BROKER_URL=url, CIS490_RESULT_BACKEND=url, RAW_BROKER_URL=url)
         sys.path.insert(0, str(HERE))
         try:
-            rows = run(url, workdir, n_jobs, n_trips, warmup)
+            rows = run(url, workdir, n_jobs, n_trips, warmup, n_dispatch)
         finally:
             redis_server.stop()
     print_table(rows, n_jobs)
@@ -95,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int) -> list[dict]:
+def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispatch: int) -> list[dict]:
     import celery
     import redis
 
@@ -110,6 +147,10 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int) -> list
     trips = raw_round_trips(url, workdir, n_trips, warmup)
     rt50, rt99 = percentile(trips, 50), percentile(trips, 99)
     print(f"raw round trip over {n_trips} tasks ({warmup} warm-up excluded): p50 {rt50 * 1000:.2f} ms, p99 {rt99 * 1000:.2f} ms")
+
+    dispatch = dispatch_latency(url, workdir, n_dispatch, warmup=min(warmup, 5))
+    d50, d99 = percentile(dispatch, 50), percentile(dispatch, 99)
+    redis.Redis.from_url(url).flushall()
 
     raw_s = raw_send(n_jobs)
     r = redis.Redis.from_url(url)
@@ -146,6 +187,7 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int) -> list
 
     return [
         {"figure": "raw task round trip p50 / p99", "baseline": f"{rt50 * 1000:.2f} / {rt99 * 1000:.2f} ms", "fleet": "", "ratio": None, "target": "yardstick", "ok": None},
+        {"figure": f"dispatch latency p50 / p99 ({n_dispatch} jobs)", "baseline": f"{rt50 * 1000:.2f} ms round trip", "fleet": f"{d50 * 1000:.1f} / {d99 * 1000:.1f} ms", "ratio": d50 / rt50, "target": "p50 <= 5x round trip", "ok": d50 / rt50 <= 5},
         {"figure": f"enqueue {n_jobs} jobs (first apply)", "baseline": f"{raw_s:.2f} s raw send", "fleet": f"{apply_s:.2f} s", "ratio": apply_s / raw_s, "target": "<= 1.3x", "ok": apply_s / raw_s <= 1.3},
         {"figure": "re-apply unchanged (median of 3)", "baseline": "", "fleet": f"{statistics.median(reapply):.2f} s, {after - before} messages", "ratio": None, "target": "<= 1 s, 0 messages", "ok": statistics.median(reapply) <= 1 and after == before},
         {"figure": f"status with {n_jobs} pending (median of 3)", "baseline": "", "fleet": f"{statistics.median(status):.3f} s", "ratio": None, "target": "<= 1 s", "ok": statistics.median(status) <= 1},
