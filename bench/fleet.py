@@ -137,7 +137,7 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
     import redis
 
     from cis490_train.enqueue import apply_manifest
-    from cis490_train.explain import why_waiting
+    from cis490_train.explain import explain_job
     from cis490_train.manifest import Manifest
     from cis490_train.registry import Registry
     from cis490_train.views import jobs_table
@@ -180,9 +180,7 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
         null.print(jobs_table(registry.jobs(), limit=50))
         status.append(time.perf_counter() - start)
         start = time.perf_counter()
-        job = registry.find("j42")
-        classes = {qc.name: qc for qc in registry.queue_classes()}
-        why_waiting(job, classes, registry.workers(), registry.hosts())
+        explain_job(registry, registry.find("j42"))
         explain.append(time.perf_counter() - start)
 
     return [

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from .config import Settings, ensure_store_token
+from .config import Settings
 from .errors import Cis490Error, UsageError
 
 # Piped output (CI logs, `| less`) gets a width that fits the results table instead of 80 columns.
@@ -110,14 +109,13 @@ def _record_dict(r) -> dict:
 
 
 def _cmd_show(args, settings: Settings) -> int:
-    from .explain import why_waiting
+    from .explain import explain_job
     from .views import attempt_line, progress_text
 
     registry = _registry(settings)
     record = registry.find(args.job)
     attempts = registry.attempts(record.job_id)
-    classes = {qc.name: qc for qc in registry.queue_classes()}
-    waiting = why_waiting(record, classes, registry.workers(), registry.hosts())
+    waiting = explain_job(registry, record)
     if args.json:
         _print_json({**_record_dict(record), "attempts": attempts, "waiting": waiting})
         return 0
@@ -148,12 +146,11 @@ def _cmd_show(args, settings: Settings) -> int:
 
 
 def _cmd_explain(args, settings: Settings) -> int:
-    from .explain import why_waiting
+    from .explain import explain_job
 
     registry = _registry(settings)
     record = registry.find(args.job)
-    classes = {qc.name: qc for qc in registry.queue_classes()}
-    lines = why_waiting(record, classes, registry.workers(), registry.hosts())
+    lines = explain_job(registry, record)
     if not lines:
         where = f" on {record.host} ({record.worker})" if record.host else ""
         lines = [f"{record.name} is {record.status}{where}; only pending jobs wait for a worker"]
@@ -247,8 +244,8 @@ def _cmd_run(args, settings: Settings) -> int:
 def _cmd_acl(args, settings: Settings) -> int:
     from .acl import OPERATOR, WORKER, broker_url, new_password, render_acl
 
-    operator = os.environ.get("CIS490_OPERATOR_PASSWORD") or new_password()
-    worker = os.environ.get("CIS490_WORKER_PASSWORD") or new_password()
+    operator = settings.operator_password or new_password()
+    worker = settings.worker_password or new_password()
     try:
         text = render_acl(operator, worker)
     except ValueError as exc:
@@ -264,8 +261,7 @@ def _cmd_store_serve(args, settings: Settings) -> int:
     from .artifacts.server import serve
 
     root = Path(args.root) if args.root else settings.store_root
-    token = os.environ.get("CIS490_WORKER_TOKEN") or ensure_store_token(root)
-    serve(root=root, host=args.host, port=args.port, token=token, max_bytes=settings.max_upload_bytes)
+    serve(root=root, host=args.host, port=args.port, token=settings.store_token(root), max_bytes=settings.max_upload_bytes)
     return 0
 
 

@@ -16,8 +16,8 @@ from .errors import ConfigError
 TOKEN_FILE = ".worker-token"
 
 
-def _xdg(var: str, fallback: str) -> Path:
-    base = os.environ.get(var)
+def _xdg(env: dict[str, str], var: str, fallback: str) -> Path:
+    base = env.get(var)
     return Path(base) if base else Path.home() / fallback
 
 
@@ -41,7 +41,9 @@ class Settings:
     store_url: str
     store_root: Path
     worker_token: str | None
+    configured_token: str | None
     data_dir: Path
+    data_dir_configured: bool
     work_dir: Path
     host_id: str | None
     capability_file: Path | None
@@ -49,6 +51,8 @@ class Settings:
     stale_after_s: float
     vram_wait_s: float
     max_upload_bytes: int
+    operator_password: str | None = None
+    worker_password: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -56,7 +60,7 @@ class Settings:
         broker = env.get("CIS490_BROKER_URL") or "redis://127.0.0.1:6379/0"
         if not broker.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"CIS490_BROKER_URL={broker!r}: only redis://, rediss:// or unix:// URLs are supported")
-        store_root = Path(env.get("CIS490_STORE_ROOT") or _xdg("XDG_DATA_HOME", ".local/share") / "cis490" / "store")
+        store_root = Path(env.get("CIS490_STORE_ROOT") or _xdg(env, "XDG_DATA_HOME", ".local/share") / "cis490" / "store")
         cap = env.get("CIS490_CAPABILITY_FILE")
         heartbeat = _number(env, "CIS490_HEARTBEAT_S", 5.0, 0.1)
         stale = _number(env, "CIS490_STALE_AFTER_S", 15.0, 0.5)
@@ -71,15 +75,23 @@ class Settings:
             store_url=(env.get("CIS490_STORE_URL") or "http://127.0.0.1:8490").rstrip("/"),
             store_root=store_root,
             worker_token=env.get("CIS490_WORKER_TOKEN") or _token_from_file(store_root),
-            data_dir=Path(env.get("CIS490_DATA_DIR") or _xdg("XDG_CACHE_HOME", ".cache") / "cis490" / "data" / "synthetic"),
-            work_dir=Path(env.get("CIS490_WORK_DIR") or _xdg("XDG_CACHE_HOME", ".cache") / "cis490" / "work"),
+            configured_token=env.get("CIS490_WORKER_TOKEN") or None,
+            data_dir=Path(env.get("CIS490_DATA_DIR") or _xdg(env, "XDG_CACHE_HOME", ".cache") / "cis490" / "data" / "synthetic"),
+            data_dir_configured=bool(env.get("CIS490_DATA_DIR")),
+            work_dir=Path(env.get("CIS490_WORK_DIR") or _xdg(env, "XDG_CACHE_HOME", ".cache") / "cis490" / "work"),
             host_id=env.get("CIS490_HOST_ID") or None,
             capability_file=Path(cap) if cap else None,
             heartbeat_s=heartbeat,
             stale_after_s=stale,
             vram_wait_s=_number(env, "CIS490_VRAM_WAIT_S", 30.0, 0.0),
             max_upload_bytes=_number(env, "CIS490_STORE_MAX_BYTES", 64 << 30, 1, int),
+            operator_password=env.get("CIS490_OPERATOR_PASSWORD") or None,
+            worker_password=env.get("CIS490_WORKER_PASSWORD") or None,
         )
+
+    def store_token(self, root: Path) -> str:
+        """The token a store at `root` checks: CIS490_WORKER_TOKEN, else the one kept beside its data."""
+        return self.configured_token or ensure_store_token(root)
 
 
 def _token_from_file(store_root: Path) -> str | None:

@@ -49,3 +49,9 @@ def why_waiting(job: JobRecord, classes: dict[str, QueueClass], workers: list[Wo
         lines.append(f"no live worker may run it now (queue {', '.join(job.queues)})")
     lines += [f"{name}: {why}" for name, _, why in verdicts]
     return lines
+
+
+def explain_job(registry, job: JobRecord) -> list[str]:
+    """`why_waiting` with the live workers, queue classes and host policies read from the registry."""
+    classes = {qc.name: qc for qc in registry.queue_classes()}
+    return why_waiting(job, classes, registry.workers(), registry.hosts())

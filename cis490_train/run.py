@@ -7,7 +7,6 @@ only when every job this machine may run completed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -37,7 +36,7 @@ def ensure_dataset(settings: Settings, console: Console) -> Path:
     data = settings.data_dir
     if data.exists():
         return data
-    if os.environ.get("CIS490_DATA_DIR"):
+    if settings.data_dir_configured:
         raise DataError(f"CIS490_DATA_DIR={data} does not exist; point it at a dataset or run `cis490-train data synth --out {data}`")
     console.print(f"no dataset configured: writing the synthetic one to {data}")
     synthesize(data)
@@ -66,7 +65,7 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
         env = child_env(
             CIS490_BROKER_URL=redis_server.url,
             CIS490_RESULT_BACKEND=redis_server.url,
-            CIS490_WORKER_TOKEN=os.environ.get("CIS490_WORKER_TOKEN") or new_token(),
+            CIS490_WORKER_TOKEN=settings.configured_token or new_token(),
             CIS490_DATA_DIR=str(data),
             CIS490_STORE_ROOT=str(settings.store_root),
             CIS490_HOST_ID=cap.host_id,
