@@ -13,6 +13,7 @@ import json
 import math
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ class JobSpec:
     max_runtime_s: float = 0.0
     prefer_cuda_grace_s: float = 300.0
 
-    @property
+    @cached_property
     def job_id(self) -> str:
         """What the job *is*: scheduling fields (priority, CUDA wishes, limits) are left out."""
         payload = {

@@ -567,21 +567,24 @@ class Registry:
         prefixed = [i for i in ids if i.startswith(key)] if len(key) >= 4 else []
         if len(prefixed) == 1:
             return self.get(prefixed[0])
-        named = [r for r in self.jobs(ids) if r.name == key]
+        named = [job_id for job_id, name in self._field_of(ids, "name").items() if name == key]
         if len(named) == 1:
-            return named[0]
+            return self.get(named[0])
         if len(prefixed) > 1 or len(named) > 1:
-            found = sorted({*prefixed, *(r.job_id for r in named)})
+            found = sorted({*prefixed, *named})
             raise JobNotFound(f"{key} (ambiguous: matches {', '.join(found)})")
         raise JobNotFound(key)
 
     def manifest_of(self, ids: Iterable[str] | None = None) -> dict[str, str]:
-        """Each job's manifest name: one field per job, for cheap orphan checks."""
-        ids = self.job_ids() if ids is None else list(ids)
+        """Each job's manifest name, for cheap orphan checks."""
+        return self._field_of(self.job_ids() if ids is None else list(ids), "manifest")
+
+    def _field_of(self, ids: list[str], name: str) -> dict[str, str]:
+        """One field of each job: a scan of 10,000 jobs costs one pipelined round trip, not 10,000 records."""
         with self._guard():
             pipe = self.r.pipeline(transaction=False)
             for job_id in ids:
-                pipe.hget(_state_key(job_id), "manifest")
+                pipe.hget(_state_key(job_id), name)
             return dict(zip(ids, pipe.execute()))
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:

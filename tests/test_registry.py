@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -46,7 +47,7 @@ def test_changed_scheduling_reroutes_a_pending_job(registry):
     a = spec("a")
     (first,) = registry.apply(plans(a), "m")
     registry.mark_sent([(first.job_id, first.attempt)])
-    moved = JobSpec(**{**a.__dict__, "min_cores": 2})
+    moved = dataclasses.replace(a, min_cores=2)
     (o,) = registry.apply(plans(moved), "m")
     assert o.outcome == "updated" and o.needs_send and o.attempt == 2
     rec = registry.get(a.job_id)
