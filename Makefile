@@ -26,6 +26,7 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/artifacts.py
 	$(BIN)/python bench/epoch_overhead.py
 

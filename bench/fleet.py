@@ -59,11 +59,14 @@ def raw_round_trips(url: str, workdir: Path, n: int, warmup: int) -> list[float]
         worker.wait(timeout=30)
 
 
-def raw_send(n: int) -> float:
+def raw_send(n: int, batch: bool = False) -> float:
+    """The usual loop of `apply_async` on one producer; with `batch`, inside kombu's pipelined Producer.batch."""
+    from contextlib import nullcontext
+
     from rawapp import app, noop
 
     start = time.perf_counter()
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire() as producer, producer.batch(max_size=1000) if batch else nullcontext():
         for _ in range(n):
             noop.apply_async(queue="raw-idle", ignore_result=True, producer=producer)
     return time.perf_counter() - start
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = run(url, workdir, n_jobs, n_trips, warmup, n_dispatch)
         finally:
             redis_server.stop()
-    print_table(rows, n_jobs)
+    print_table(rows)
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         out = RESULTS / f"fleet-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -152,17 +155,26 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
     d50, d99 = percentile(dispatch, 50), percentile(dispatch, 99)
     redis.Redis.from_url(url).flushall()
 
-    raw_s = raw_send(n_jobs)
     r = redis.Redis.from_url(url)
-    r.delete("raw-idle")
-
     path = workdir / "bench.toml"
     path.write_text(manifest_text(n_jobs))
     registry = Registry(url)
-    start = time.perf_counter()
-    first = apply_manifest(Manifest.load(path), registry)
-    apply_s = time.perf_counter() - start
-    assert first.sent == n_jobs and len(first.inserted) == n_jobs
+    raw_runs, batched_runs, apply_runs = [], [], []
+    for _ in range(3):
+        for name in ("cis490:*", "cpu.gbt*"):  # kombu's bindings stay: its producers remember declaring them
+            for key in list(r.scan_iter(name)):
+                r.delete(key)
+        raw_runs.append(raw_send(n_jobs))
+        assert r.llen("raw-idle") == n_jobs
+        r.delete("raw-idle")
+        batched_runs.append(raw_send(n_jobs, batch=True))
+        assert r.llen("raw-idle") == n_jobs
+        r.delete("raw-idle")
+        start = time.perf_counter()
+        first = apply_manifest(Manifest.load(path), registry)
+        apply_runs.append(time.perf_counter() - start)
+        assert first.sent == n_jobs and len(first.inserted) == n_jobs
+    raw_s, raw_batched_s, apply_s = (statistics.median(x) for x in (raw_runs, batched_runs, apply_runs))
 
     before = sum(r.llen(k) for k in r.scan_iter("cpu.gbt*"))
     reapply = []
@@ -186,20 +198,22 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
     return [
         {"figure": "raw task round trip p50 / p99", "baseline": f"{rt50 * 1000:.2f} / {rt99 * 1000:.2f} ms", "fleet": "", "ratio": None, "target": "yardstick", "ok": None},
         {"figure": f"dispatch latency p50 / p99 ({n_dispatch} jobs)", "baseline": f"{rt50 * 1000:.2f} ms round trip", "fleet": f"{d50 * 1000:.1f} / {d99 * 1000:.1f} ms", "ratio": d50 / rt50, "target": "p50 <= 5x round trip", "ok": d50 / rt50 <= 5},
-        {"figure": f"enqueue {n_jobs} jobs (first apply)", "baseline": f"{raw_s:.2f} s raw send", "fleet": f"{apply_s:.2f} s", "ratio": apply_s / raw_s, "target": "<= 1.3x", "ok": apply_s / raw_s <= 1.3},
+        {"figure": f"enqueue {n_jobs} jobs, first apply (median of 3)", "baseline": f"{raw_s:.2f} s raw send", "fleet": f"{apply_s:.2f} s", "ratio": apply_s / raw_s, "target": "<= 1.3x", "ok": apply_s / raw_s <= 1.3},
+        {"figure": "  the same against raw sends in kombu batches", "baseline": f"{raw_batched_s:.2f} s raw batched", "fleet": f"{apply_s:.2f} s", "ratio": apply_s / raw_batched_s, "target": "for reference", "ok": None},
         {"figure": "re-apply unchanged (median of 3)", "baseline": "", "fleet": f"{statistics.median(reapply):.2f} s, {after - before} messages", "ratio": None, "target": "<= 1 s, 0 messages", "ok": statistics.median(reapply) <= 1 and after == before},
         {"figure": f"status with {n_jobs} pending (median of 3)", "baseline": "", "fleet": f"{statistics.median(status):.3f} s", "ratio": None, "target": "<= 1 s", "ok": statistics.median(status) <= 1},
         {"figure": f"explain with {n_jobs} pending (median of 3)", "baseline": "", "fleet": f"{statistics.median(explain):.3f} s", "ratio": None, "target": "<= 1 s", "ok": statistics.median(explain) <= 1},
     ]
 
 
-def print_table(rows: list[dict], n_jobs: int) -> None:
-    print(f"{'figure':<42}{'baseline':<24}{'fleet':<26}{'ratio':>7}  target")
+def print_table(rows: list[dict]) -> None:
+    cols = ("figure", "baseline", "fleet")
+    widths = [max(len(name), *(len(str(r[name])) for r in rows)) + 2 for name in cols]
+    print("".join(name.ljust(w) for name, w in zip(cols, widths)) + f"{'ratio':>7}  target")
     for row in rows:
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else ""
         mark = {True: "", False: "  MISSED", None: ""}[row["ok"]]
-        print(f"{row['figure']:<42}{row['baseline']:<24}{row['fleet']:<26}{ratio:>7}  {row['target']}{mark}")
-
+        print("".join(str(row[name]).ljust(w) for name, w in zip(cols, widths)) + f"{ratio:>7}  {row['target']}{mark}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -133,6 +133,7 @@ class AttemptRunner:
         spec_path = workdir / "spec.json"
         spec_path.write_text(json.dumps(job.spec.to_dict(), indent=2))
         cmd = [
+            *self.settings.trainer_wrapper,
             sys.executable, "-m", "cis490_train.trainer",
             "--spec", str(spec_path), "--out", str(out),
             "--data", str(self.settings.data_dir), "--device", device,
@@ -188,7 +189,7 @@ class AttemptRunner:
                 attempt=lease.attempt,
                 host=lease.host,
             )
-        result = _result_summary(report, job, lease, bundle.size)
+        result = _result_summary(report, job, lease, bundle.size, reader.wall_s)
         done = self.registry.complete(job.job_id, lease, bundle.sha256, result)
         if not done.ok and self.registry.get(job.job_id).artifact_id != bundle.sha256:
             log.warning("job %s attempt %s: artifact %s uploaded but not recorded: %s", job.job_id, lease.attempt, bundle.sha256, done.reason)
@@ -278,6 +279,8 @@ class _OutputReader(threading.Thread):
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.progress: dict[str, Any] | None = None
         self.finished = threading.Event()
+        self.started = time.monotonic()  # made right after the trainer is spawned
+        self.wall_s = 0.0
 
     def run(self) -> None:
         try:
@@ -295,6 +298,7 @@ class _OutputReader(threading.Thread):
         finally:
             self.proc.stdout.close()
             self.proc.wait()
+            self.wall_s = time.monotonic() - self.started
             self.finished.set()
             self.wake.set()
 
@@ -320,10 +324,11 @@ def _progress_meta(job: JobRecord, lease: Lease, progress: dict[str, Any]) -> di
     }
 
 
-def _result_summary(report: dict[str, Any], job: JobRecord, lease: Lease, size: int) -> dict[str, Any]:
+def _result_summary(report: dict[str, Any], job: JobRecord, lease: Lease, size: int, trainer_s: float) -> dict[str, Any]:
+    """`trainer_s` is the trainer process's wall time as the worker saw it: the rest of a job's time is the fleet's."""
     keys = ("model", "mode", "split_recipe", "seed", "device", "n_train", "n_val", "n_test", "metrics", "baseline", "duration_s", "train_seconds")
     summary = {k: report.get(k) for k in keys}
-    summary.update(host=lease.host, attempt=lease.attempt, bundle_bytes=size)
+    summary.update(host=lease.host, attempt=lease.attempt, bundle_bytes=size, trainer_s=round(trainer_s, 4))
     return summary
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def _number(env: dict[str, str], name: str, default: float, low: float, kind: ty
     return value
 
 
+def _command(env: dict[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    try:
+        return tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a command line: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     broker_url: str
@@ -53,6 +62,7 @@ class Settings:
     max_upload_bytes: int
     operator_password: str | None = None
     worker_password: str | None = None
+    trainer_wrapper: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -87,6 +97,7 @@ class Settings:
             max_upload_bytes=_number(env, "CIS490_STORE_MAX_BYTES", 64 << 30, 1, int),
             operator_password=env.get("CIS490_OPERATOR_PASSWORD") or None,
             worker_password=env.get("CIS490_WORKER_PASSWORD") or None,
+            trainer_wrapper=_command(env, "CIS490_TRAINER_WRAPPER"),
         )
 
     def store_token(self, root: Path) -> str:

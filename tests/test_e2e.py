@@ -177,3 +177,19 @@ def test_a_queue_created_after_boot_reaches_the_running_worker(fleet_env, regist
     assert "1 inserted" in out.stdout and "new queues: cpu.mlp." in out.stdout
     wait_for(lambda: registry.find("m").status == "completed", 120, "the mlp job on a queue created after the worker booted")
     assert Manifest.load(second).job("m").job_id == registry.find("m").job_id
+
+
+def test_the_trainer_runs_under_the_configured_wrapper(fleet_env, registry, store, start_worker, tmp_path):
+    marker = tmp_path / "wrapped.txt"
+    wrapper = tmp_path / "wrap.sh"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s|%s" "$1" "$2 $3 $4" > {marker}\nshift\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    fleet_env["CIS490_TRAINER_WRAPPER"] = f"{wrapper} 'two words'"
+    start_worker("box", "cpu")
+    path = tmp_path / "wrapped.toml"
+    path.write_text('schema_version = 1\nname = "wrapped"\n[[jobs]]\nname = "w"\nmodel = "gbt"\nsplit_recipe = "sample"\nhyper = { n_estimators = 3 }\n')
+    assert cli(fleet_env, "enqueue", str(path)).returncode == 0
+    job = wait_for(lambda: (j := registry.find("w")).status in ("completed", "failed") and j, 120, "the wrapped job")
+    assert job.status == "completed", job.error
+    assert marker.read_text() == f"two words|{sys.executable} -m cis490_train.trainer"
+    assert job.result["trainer_s"] > 0
