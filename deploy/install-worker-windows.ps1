@@ -125,7 +125,12 @@ function Select-Torch($Gpus) {
         $url = if ($TorchIndex) { $TorchIndex } else { "$TorchIndexBase/cpu" }
         return @{ Spec = "torch==$TorchVersion+cpu"; Url = $url; Extra = "cpu" }
     }
-    if ($TorchIndex) { return @{ Spec = "torch==$TorchVersion"; Url = $TorchIndex; Extra = "gpu" } }
+    if ($TorchIndex) {
+        # Pin the build the index names (.../whl/cu126 -> +cu126): a bare version is met by any installed build.
+        $label = ($TorchIndex.TrimEnd("/") -split "/")[-1]
+        $spec = if ($label -match '^(cpu|cu\d+)$') { "torch==$TorchVersion+$label" } else { "torch==$TorchVersion" }
+        return @{ Spec = $spec; Url = $TorchIndex; Extra = "gpu" }
+    }
     if (-not $Gpus.Cuda) { Fail "nvidia-smi shows GPUs but no 'CUDA Version'; name the torch build with -TorchIndex $TorchIndexBase/cuXYZ" }
     $driver = [version]$Gpus.Cuda
     $chosen = $null

@@ -202,7 +202,11 @@ choose_torch() {
     fi
     XGBOOST_EXTRA=gpu
     if [[ -n $TORCH_INDEX_OVERRIDE ]]; then
+        # Pin the build the index names (…/whl/cu126 -> +cu126): a bare version is met by any installed build.
+        local label=${TORCH_INDEX_OVERRIDE%/}
+        label=${label##*/}
         TORCH_SPEC="torch==$TORCH_VERSION"
+        [[ $label =~ ^(cpu|cu[0-9]+|rocm[0-9.]+)$ ]] && TORCH_SPEC+="+$label"
         TORCH_URL=$TORCH_INDEX_OVERRIDE
         return
     fi
@@ -225,7 +229,7 @@ package_spec() {
         echo "${SOURCE}[$extra]"
     elif [[ $SOURCE == *://* ]]; then
         echo "cis490-train[$extra] @ $SOURCE"
-    elif [[ $SOURCE =~ ^([A-Za-z0-9._-]+)(.*)$ && $SOURCE != *[* ]]; then
+    elif [[ $SOURCE =~ ^([A-Za-z0-9._-]+)(.*)$ && $SOURCE != *\[* ]]; then
         echo "${BASH_REMATCH[1]}[$extra]${BASH_REMATCH[2]}"
     else
         die "--source $SOURCE: give a directory, a wheel, a requirement like cis490-train==0.1.0 or a URL, without extras (the installer adds [gpu] or [cpu])"
@@ -238,7 +242,8 @@ install_venv() {
         run "$PYTHON" -m venv "$VENV"
     fi
     local pip=("$VENV/bin/python" -m pip)
-    local other=xgboost-cpu
+    local package other=xgboost-cpu
+    package=$(package_spec "$XGBOOST_EXTRA")
     [[ $XGBOOST_EXTRA == cpu ]] && other=xgboost
     run "${pip[@]}" install --upgrade pip
     if ! run "${pip[@]}" install "$TORCH_SPEC" --index-url "$TORCH_URL"; then
@@ -246,7 +251,7 @@ install_venv() {
     fi
     # Both xgboost distributions install the module `xgboost`: remove the other one first.
     run "${pip[@]}" uninstall --yes "$other"
-    run "${pip[@]}" install "$(package_spec "$XGBOOST_EXTRA")"
+    run "${pip[@]}" install "$package"
 }
 
 # The self-test: print the capability, and set INSTANCES from what it found.
@@ -364,7 +369,9 @@ render_unit() {
 install_units() {
     step "systemd units in $UNIT_DIR"
     CHANGED=0
-    write_file "$UNIT_DIR/$WORKER_UNIT" 0644 "$(render_unit)"
+    local unit
+    unit=$(render_unit)
+    write_file "$UNIT_DIR/$WORKER_UNIT" 0644 "$unit"
     local instance dropin
     for instance in "${INSTANCES[@]}"; do
         dropin="# Written by install-worker.sh: the tiers this worker serves.

@@ -235,6 +235,22 @@ def test_a_plain_dry_run_writes_nothing_and_hides_the_secrets(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("args", "gpus", "expected"),
+    [
+        (["--source", "cis490-train==0.1.0"], None, "install cis490-train\\[cpu\\]==0.1.0"),
+        (["--source", "git+https://git.example/cis490-train.git"], None, "install cis490-train\\[cpu\\]\\ @\\ git+https://git.example/cis490-train.git"),
+        (["--source", "/srv/wheels/cis490_train-0.1.0-py3-none-any.whl"], TWO_GPUS, "install /srv/wheels/cis490_train-0.1.0-py3-none-any.whl\\[gpu\\]"),
+        (["--torch-index", "https://mirror.lab/whl/cu126/"], TWO_GPUS, "install torch==2.13.0+cu126 --index-url https://mirror.lab/whl/cu126/"),
+        (["--torch-index", "https://mirror.lab/simple"], TWO_GPUS, "install torch==2.13.0 --index-url https://mirror.lab/simple"),
+    ],
+)
+def test_source_and_torch_index_become_pip_requirements(tmp_path, args, gpus, expected):
+    result = install(tmp_path, *args, gpus=gpus, venv=None)
+    assert result.returncode == 0, result.stderr
+    assert any(c.endswith(expected) for c in commands(result)), result.stdout
+
+
+@pytest.mark.parametrize(
     ("args", "gpus", "message"),
     [
         (["--queues", "gpu"], None, "error: --queues: 'gpu' is not a tier; valid tiers: cpu, cuda, cuda-<N>g (e.g. cuda-8g)"),
@@ -243,6 +259,7 @@ def test_a_plain_dry_run_writes_nothing_and_hides_the_secrets(tmp_path):
         (["--frobnicate"], None, "error: unknown option '--frobnicate'; valid:"),
         (["--venv", "relative/venv"], TWO_GPUS, "error: --venv relative/venv: give an absolute path"),
         (["--data-dir"], None, "error: --data-dir needs a value (see --help)"),
+        (["--source", "cis490-train[gpu]"], None, "error: --source cis490-train[gpu]: give a directory, a wheel,"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, gpus, message):
