@@ -66,7 +66,7 @@ function Invoke-Native([string]$Exe, [string[]]$Arguments) {
 }
 
 function Write-Setting([string]$Path, [string]$Content, [string]$Shown = $Content) {
-    if ((Test-Path $Path) -and ((Get-Content -Raw $Path) -eq $Content)) { return }
+    if ((Test-Path $Path) -and ((Get-Content -Raw $Path) -ceq $Content)) { return }
     if ($DryRun) {
         Write-Host "--- would write ${Path}:"
         Write-Host $Shown
@@ -108,8 +108,10 @@ function Assert-Input {
 function Get-Gpus {
     $smi = Get-Command nvidia-smi -ErrorAction SilentlyContinue
     if (-not $smi) { return @{ Indexes = @(); Cuda = "" } }
-    $listing = & $smi.Source "--query-gpu=index,name,memory.total,memory.free" "--format=csv,noheader,nounits" 2>$null
-    if ($LASTEXITCODE -ne 0) {
+    # Windows PowerShell turns redirected stderr into errors, so a failing nvidia-smi may throw.
+    try { $listing = & $smi.Source "--query-gpu=index,name,memory.total,memory.free" "--format=csv,noheader,nounits" 2>$null }
+    catch { $listing = $null }
+    if ($LASTEXITCODE -ne 0 -or -not $listing) {
         Write-Warning "nvidia-smi is installed but failed (is the driver loaded?); installing as a CPU host"
         return @{ Indexes = @(); Cuda = "" }
     }
@@ -228,9 +230,15 @@ $env:CUDA_DEVICE_ORDER = "PCI_BUS_ID"
 $env:CUDA_VISIBLE_DEVICES = $Instance
 $logs = Join-Path $root "logs"
 New-Item -ItemType Directory -Force -Path $logs | Out-Null
-& (Join-Path $root "venv\Scripts\celery.exe") -A cis490_train worker -P threads -c 1 -Q $Queues `
-    -n "worker-$Instance@$env:COMPUTERNAME" --loglevel INFO *>> (Join-Path $logs "worker-$Instance.log")
-exit $LASTEXITCODE
+$celery = Join-Path $root "venv\Scripts\celery.exe"
+# Restart after a crash; not after a clean stop (0) or exit 2/4 (tiers or settings a restart cannot mend).
+while ($true) {
+    & $celery -A cis490_train worker -P threads -c 1 -Q $Queues `
+        -n "worker-$Instance@$env:COMPUTERNAME" --loglevel INFO *>> (Join-Path $logs "worker-$Instance.log")
+    $code = $LASTEXITCODE
+    if ($code -in 0, 2, 4) { exit $code }
+    Start-Sleep -Seconds 10
+}
 '@
     Write-Setting $Runner $content
 }
@@ -264,8 +272,8 @@ function Register-Workers([string[]]$Instances, [string]$WorkerQueues) {
         $action = New-ScheduledTaskAction -Execute "powershell.exe" -Argument $arguments -WorkingDirectory $InstallDir
         $trigger = New-ScheduledTaskTrigger -AtStartup
         $principal = New-ScheduledTaskPrincipal -UserId $LocalService -LogonType ServiceAccount -RunLevel Limited
-        # No time limit (the default stops a task after 72 h); restart a worker that exits, every minute.
-        $settings = New-ScheduledTaskSettingsSet -ExecutionTimeLimit ([TimeSpan]::Zero) -RestartCount 9999 `
+        # No time limit (the default stops a task after 72 h); restart the task if it fails to run.
+        $settings = New-ScheduledTaskSettingsSet -ExecutionTimeLimit ([TimeSpan]::Zero) -RestartCount 255 `
             -RestartInterval (New-TimeSpan -Minutes 1) -StartWhenAvailable -AllowStartIfOnBatteries `
             -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew
         Register-ScheduledTask -TaskPath $TaskPath -TaskName $name -Action $action -Trigger $trigger `

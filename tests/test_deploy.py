@@ -426,7 +426,7 @@ def test_the_redis_dropin_command_starts_the_fleet_config(tmp_path):
 def test_the_windows_installer_has_the_essentials():
     """Read, not run: this machine has no PowerShell (the next test parses it where pwsh exists)."""
     text = WINDOWS_INSTALLER.read_text()
-    assert re.search(r"celery\.exe\"\) -A cis490_train worker -P threads -c 1 -Q \$Queues", text)
+    assert re.search(r"& \$celery -A cis490_train worker -P threads -c 1 -Q \$Queues", text)
     assert "Register-ScheduledTask" in text and "New-ScheduledTaskTrigger -AtStartup" in text
     assert "-ExecutionTimeLimit ([TimeSpan]::Zero)" in text  # the default would stop a worker after 72 h
     assert re.search(r"^\s*\[switch\]\$DryRun", text, re.M)
