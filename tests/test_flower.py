@@ -96,7 +96,7 @@ def flower_state(base: str, auth: tuple[str, str], task_id: str) -> str:
     return badge.group(1) if badge else ""
 
 
-def test_flower_shows_progress_and_final_state_behind_basic_auth(fleet_env, registry, store, start_worker, flower, browser, tmp_path):
+def test_flower_shows_progress_and_final_state_behind_basic_auth(browser, fleet_env, registry, store, start_worker, flower, tmp_path):
     base, auth, authed = flower
     for url in (f"{base}/", f"{base}/tasks", f"{base}/api/workers"):
         assert httpx.get(url, timeout=5).status_code == 401, url

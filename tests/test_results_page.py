@@ -15,6 +15,7 @@ from browser import artifacts_dir
 
 from cis490_train.artifacts.bundle import make_bundle
 from cis490_train.artifacts.client import StoreClient
+from cis490_train.artifacts.results import BAR_WIDTH
 from conftest import cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,6 @@ name = {json.dumps(HOSTILE)}
 model = "knn"
 """
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
-BAR_WIDTH = 120
 
 
 def read_report(bundle: bytes) -> dict:
@@ -67,7 +67,7 @@ def upload_old_style_bundle(fleet_env, store, tmp_path: Path) -> str:
 
 
 def test_results_page_shows_every_artifact_with_its_metrics_cis_curves_and_download(
-    fleet_env, registry, store, start_worker, browser, tmp_path
+    browser, fleet_env, registry, store, start_worker, tmp_path
 ):
     old_id = upload_old_style_bundle(fleet_env, store, tmp_path)
     start_worker("box", "cpu")

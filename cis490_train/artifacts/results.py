@@ -17,7 +17,7 @@ from .summary import METRICS, Estimate, Summary
 
 TEMPLATES = Path(__file__).parent / "templates"
 METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced acc."}
-BAR_WIDTH = 120
+BAR_WIDTH = 100
 CHART_WIDTH, CHART_HEIGHT = 360, 140
 CHART_PAD = (36, 12, 10, 22)  # left, right, top, bottom
 _LOADER = tornado.template.Loader(str(TEMPLATES))  # autoescapes every {{ }} (xhtml_escape)
