@@ -44,7 +44,8 @@ class Row:
 
     @property
     def title(self) -> str:
-        return (self.summary.name if self.summary and self.summary.name else "") or self.record.job_id or self.record.artifact_id[:12]
+        name = self.summary.name if self.summary else ""
+        return name or self.record.job_id or self.record.artifact_id[:12]
 
     @property
     def anchor(self) -> str:
