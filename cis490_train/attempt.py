@@ -324,6 +324,24 @@ def _progress_meta(job: JobRecord, lease: Lease, progress: dict[str, Any]) -> di
     }
 
 
+def progress_line(meta: dict[str, Any]) -> str:
+    """One readable line of a progress meta, for monitors that show a single text field (Flower)."""
+    bits = [str(meta.get("name") or meta.get("job_id") or ""), str(meta.get("phase") or "train")]
+    if meta.get("epochs"):
+        bits.append(f"epoch {meta.get('epoch')}/{meta['epochs']}")
+    elif meta.get("steps"):
+        bits.append(f"step {meta.get('step')}/{meta['steps']}")
+    if meta.get("loss") is not None:
+        bits.append(f"loss {meta['loss']:.4g}")
+    if meta.get("metric") is not None:
+        bits.append(f"{meta.get('metric_name') or 'metric'} {meta['metric']:.3f}")
+    if meta.get("eta_s") is not None:
+        bits.append(f"eta {meta['eta_s']:.0f}s")
+    if meta.get("host"):
+        bits.append(f"on {meta['host']}")
+    return " · ".join(b for b in bits if b)
+
+
 def _result_summary(report: dict[str, Any], job: JobRecord, lease: Lease, size: int, trainer_s: float) -> dict[str, Any]:
     """`trainer_s` is the trainer process's wall time as the worker saw it: the rest of a job's time is the fleet's."""
     keys = ("model", "mode", "split_recipe", "seed", "device", "n_train", "n_val", "n_test", "metrics", "baseline", "duration_s", "train_seconds")

@@ -8,7 +8,7 @@ from typing import Any
 
 from celery.exceptions import Reject
 
-from .attempt import AttemptRunner
+from .attempt import AttemptRunner, progress_line
 from .errors import BrokerUnavailable
 from .celery import app
 from .registry import JobRecord, Registry
@@ -16,6 +16,17 @@ from .worker import runtime
 
 TASK_NAME = "cis490.train"
 log = logging.getLogger("cis490.tasks")
+
+
+def progress_event(meta: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a `task-progress` event, as Flower merges them into the task it shows.
+
+    Flower's task page lists only Celery's own fields, and `result` is the one it always
+    shows, so the progress goes there as one line too. The job's name travels as
+    `job_name`: a `name` field would replace the task's name in Flower.
+    """
+    fields = {k: v for k, v in meta.items() if k != "name"}
+    return {**fields, "job_name": meta.get("name"), "result": progress_line(meta)}
 
 
 def task_id(job_id: str, attempt: int) -> str:
@@ -53,7 +64,7 @@ def train(self, job_id: str, attempt: int) -> dict[str, Any]:
     def report(meta: dict[str, Any]) -> None:
         try:
             self.update_state(state="PROGRESS", meta=meta)
-            self.send_event("task-progress", **meta)
+            self.send_event("task-progress", **progress_event(meta))
         except Exception as exc:  # monitoring must never fail a training run
             log.warning("progress report for %s failed: %s", meta.get("job_id"), exc)
 

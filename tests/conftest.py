@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from browser import INSTALL_HINT, Browser, find_chromium
 from cis490_train.embedded import RedisServer, StoreServer, WorkerProcess, new_token
 from cis490_train.registry import Registry
 
@@ -38,6 +39,21 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    return binary
+
+
+@pytest.fixture
+def browser(chromium, tmp_path):
+    return Browser(chromium, tmp_path / "chromium-profile")
 
 
 @pytest.fixture

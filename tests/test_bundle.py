@@ -89,6 +89,18 @@ def test_round_trip_restores_names_contents_folders_and_executable_bit(tmp_path:
     assert not (dest / "ckpt.json").stat().st_mode & stat.S_IXUSR
 
 
+def test_the_report_is_the_first_member_and_the_rest_follow_by_name(tmp_path: Path) -> None:
+    src = _training_output(tmp_path)
+    (src / "report.json").write_text('{"metrics": {}}\n')
+    (src / "reports" / "report.json").write_text("{}\n")
+    info = make_bundle(src, tmp_path / "bundle.tar.zst")
+    with info.path.open("rb") as raw, tarfile.open(fileobj=zstandard.ZstdDecompressor().stream_reader(raw), mode="r|") as tar:
+        names = [m.name for m in tar]
+    assert names == [
+        "report.json", "ckpt.json", "empty", "model.pt", "reports", "reports/eval.json", "reports/report.json", "run.sh",
+    ]
+
+
 def test_bundle_refuses_a_symlink_and_leaves_no_file(tmp_path: Path) -> None:
     src = _training_output(tmp_path)
     (src / "escape").symlink_to("/etc/passwd")

@@ -116,6 +116,8 @@ def test_transformer_ssl_pretrains_then_trains_and_records_both_phases(trained):
     pretrain = [e for e in events if e["event"] == "progress" and e["phase"] == "pretrain" and e["epoch"]]
     assert pretrain[-1]["epoch"] == pretrain[-1]["epochs"] == report["hyper"]["pretrain_epochs"]
     assert all(e["metric"] is None for e in pretrain)
+    curve_phases = [p["phase"] for p in report["curve"]]
+    assert curve_phases == ["pretrain"] * report["hyper"]["pretrain_epochs"] + ["train"] * report["hyper"]["epochs"]
     fit = report["fit"]
     assert fit["pretrain_epochs"] == report["hyper"]["pretrain_epochs"]
     assert fit["pretrain_windows"] > report["n_train"]  # the unlabelled windows joined the train windows

@@ -32,6 +32,8 @@ REPORT_KEYS = {
     "duration_s",
     "train_seconds",
     "fit",
+    "name",
+    "curve",
 }
 PROGRESS_KEYS = {
     "event",
@@ -93,6 +95,12 @@ def test_report_has_exactly_the_shape_the_fleet_reads(trained, data):
     assert report["classes"] == ["benign", "miner", "ransomware", "scanner", "exfil"]
     assert report["n_resamples"] == 500
     assert report["fit"] == {"rounds": 60}
+    assert report["name"] == make_spec("gbt")["name"]
+    assert [p["epoch"] for p in report["curve"]] == list(range(1, 61))  # every round, though lines are rate-capped
+    for point in report["curve"]:
+        assert set(point) == {"phase", "epoch", "loss", "metric", "metric_name"} and point["phase"] == "train"
+        assert point["loss"] > 0 and 0.0 <= point["metric"] <= 1.0 and point["metric_name"] == "val_macro_f1"
+    assert report["curve"][-1]["loss"] < report["curve"][0]["loss"]
     for part in ("metrics", "baseline"):
         assert set(report[part]) == set(METRICS)
         for est in report[part].values():

@@ -51,6 +51,21 @@ def test_every_epoch_boundary_is_reported_unless_they_come_faster_than_the_rate_
     assert epochs[-1] == 100  # the last boundary always goes out
 
 
+def test_the_curve_keeps_every_boundary_even_when_lines_are_capped():
+    reporter, stream, clock = make()
+    reporter.phase("train")
+    for epoch in range(1, 51):
+        clock.now += 0.01
+        reporter(Progress(epoch=epoch, epochs=50, step=epoch, steps=50, loss=1.0 / epoch))
+        reporter(Progress(epoch=epoch, epochs=50, loss=2.0 / epoch, metric=epoch / 50, metric_name="val_macro_f1", boundary=True))
+    reporter(Progress(epoch=1, epochs=2, loss=float("nan"), boundary=True, phase="pretrain"))
+    assert len(lines(stream)) < 20
+    curve = reporter.curve
+    assert [p["epoch"] for p in curve[:50]] == list(range(1, 51))
+    assert curve[9] == {"phase": "train", "epoch": 10, "loss": 0.2, "metric": 0.2, "metric_name": "val_macro_f1"}
+    assert curve[50] == {"phase": "pretrain", "epoch": 1, "loss": None, "metric": None, "metric_name": None}
+
+
 def test_eta_and_elapsed_follow_the_phase_clock():
     reporter, stream, clock = make()
     clock.now = 50.0

@@ -5,7 +5,8 @@ the files' names, contents and executable bits: retraining to identical bytes
 deduplicates in the store. Level 3 with every core because checkpoints barely
 compress (ratio ~1.08 at any level); higher levels only burn CPU. Multi-threaded
 zstd output does not depend on the number of worker threads, so hosts with
-different core counts produce the same bytes.
+different core counts produce the same bytes. The report goes first, so the
+store can read a bundle's metrics without decompressing its weights.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..errors import StoreError
 
 ZSTD_LEVEL = 3
 COPY_CHUNK = 1 << 20
+REPORT_NAME = "report.json"
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,13 @@ class _HashingSink:
 
 
 def _walk(directory: Path, root: Path) -> Iterator[tuple[Path, str]]:
-    """Depth-first, sorted by name, names relative to `root` (the bundle has no top folder).
+    """Depth-first, sorted by name after a top-level `report.json`, names relative to `root`
+    (the bundle has no top folder).
 
     Links are refused rather than followed: a bundle holds only what the trainer wrote.
     """
-    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+    top = directory == root
+    for entry in sorted(os.scandir(directory), key=lambda e: (not (top and e.name == REPORT_NAME), e.name)):
         path = Path(entry.path)
         arcname = path.relative_to(root).as_posix()
         if entry.is_symlink():

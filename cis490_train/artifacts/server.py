@@ -4,6 +4,7 @@
     GET  /v1/artifacts/<sha256>   download a bundle
     GET  /v1/artifacts[?model=&mode=]   the index rows
     GET  /v1/health               liveness and artifact count
+    GET  /results                 the results page (HTML, read-only; `/` redirects here)
 
 Uploads are checked (token, names, size) in `prepare()`, before a byte of the
 body is read, then streamed to a temp file and hashed chunk by chunk in a
@@ -34,6 +35,7 @@ from tornado.netutil import bind_sockets
 
 from ..errors import ArtifactNotFound, DigestMismatch, StoreError
 from .records import NAME, ArtifactMeta, check_artifact_id
+from .results import build_page, render
 from .store import ArtifactStore, Upload
 
 log = logging.getLogger("cis490_train.store")
@@ -43,6 +45,8 @@ READ_BUFFER = 8 * CHUNK
 SMALL_BODY = 64 << 10
 UPLOAD_IDLE_TIMEOUT_S = 300.0
 IO_THREADS = 16
+# The page carries no script and loads nothing: were an escape ever missed, nothing could run.
+RESULTS_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,21 @@ class ListHandler(_JsonHandler):
                     raise tornado.web.HTTPError(400, f"{key} {value!r} is not 1-64 of a-z, 0-9, _")
                 filters[key] = value
         self.write_json([r.to_json() for r in self.ctx.store.list(**filters)])
+
+
+class ResultsHandler(_JsonHandler):
+    async def get(self) -> None:
+        body = await asyncio.wrap_future(self.ctx.executor.submit(results_page, self.ctx.store))
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", RESULTS_CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
+def results_page(store: ArtifactStore) -> bytes:
+    return render(build_page([(record, store.summary(record)) for record in store.list()]))
 
 
 @tornado.web.stream_request_body
@@ -256,6 +275,8 @@ class ArtifactHandler(_JsonHandler):
 
 def make_app(ctx: StoreContext) -> tornado.web.Application:
     handlers = [
+        (r"/", tornado.web.RedirectHandler, {"url": "/results"}),
+        (r"/results", ResultsHandler, {"ctx": ctx}),
         (r"/v1/health", HealthHandler, {"ctx": ctx}),
         (r"/v1/artifacts", ListHandler, {"ctx": ctx}),
         (r"/v1/artifacts/([^/]+)", ArtifactHandler, {"ctx": ctx}),

@@ -3,6 +3,7 @@
 Layout (the seed's, so old indexes and paths keep working)::
 
     <root>/models/<model>_<mode>/<sha256>/bundle.tar.zst
+    <root>/models/<model>_<mode>/<sha256>/summary.json   what the results page shows (see `summary`)
     <root>/index.jsonl        one JSON row per stored file, appended, never rewritten
     <root>/tmp/               uploads in progress (same filesystem, so the final rename is atomic)
 
@@ -29,8 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ArtifactNotFound, DigestMismatch, StoreError
-from ..atomic import fsync_dir
+from ..atomic import fsync_dir, write_json
 from .records import ArtifactMeta, ArtifactRecord, check_artifact_id, relative_path
+from .summary import SUMMARY_NAME, Summary, load_summary, summarise_bundle
 
 log = logging.getLogger("cis490_train.store")
 
@@ -110,7 +112,8 @@ class Upload:
             os.close(self._fd)
             self._fd = None
             try:
-                return self._store._commit(self.temp_path, self.artifact_id, self.meta, self.size)
+                summary = summarise_bundle(self.temp_path)
+                return self._store._commit(self.temp_path, self.artifact_id, self.meta, self.size, summary)
             finally:
                 self.temp_path.unlink(missing_ok=True)
 
@@ -143,6 +146,7 @@ class ArtifactStore:
         self._by_path: dict[str, ArtifactRecord] = {}
         self._index_key: tuple[int, int] | None = None
         self._index_offset = 0
+        self._summaries: dict[str, Summary] = {}
         self._sweep_tmp()
         self._terminate_torn_row()
         self._refresh()
@@ -172,6 +176,21 @@ class ArtifactStore:
 
     def bundle_path(self, record: ArtifactRecord) -> Path:
         return self.root / record.path
+
+    def summary(self, record: ArtifactRecord) -> Summary | None:
+        """The kept summary of a stored bundle; None for bundles stored before summaries, or without a report.
+
+        A summary never changes once written (its folder is content-addressed), so it is read once.
+        """
+        with self._cache_lock:
+            cached = self._summaries.get(record.path)
+        if cached is not None:
+            return cached
+        summary = load_summary(self.bundle_path(record).parent / SUMMARY_NAME)
+        if summary is not None:
+            with self._cache_lock:
+                self._summaries[record.path] = summary
+        return summary
 
     def list(self, model: str | None = None, mode: str | None = None) -> list[ArtifactRecord]:
         with self._cache_lock:
@@ -247,14 +266,21 @@ class ArtifactStore:
         finally:
             os.close(fd)
 
-    def _commit(self, temp: Path, artifact_id: str, meta: ArtifactMeta, size: int) -> CommitResult:
-        """Move a verified, fsync'd temp file into the layout; the caller removes `temp` if it is left."""
+    def _commit(
+        self, temp: Path, artifact_id: str, meta: ArtifactMeta, size: int, summary: Summary | None = None
+    ) -> CommitResult:
+        """Move a verified, fsync'd temp file into the layout; the caller removes `temp` if it is left.
+
+        The summary is written before the index row, so a listed artifact that has one shows it.
+        """
         rel = relative_path(artifact_id, meta)
         final = self.root / rel
         with self._commit_lock():
             with self._cache_lock:
                 self._refresh()
                 existing = self._by_path.get(rel)
+            if summary is not None and not (final.parent / SUMMARY_NAME).exists():
+                write_json(final.parent / SUMMARY_NAME, summary.to_json())
             if final.exists():
                 if existing is not None:
                     return CommitResult(existing, deduplicated=True)

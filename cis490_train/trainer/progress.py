@@ -3,7 +3,8 @@
 The worker turns these lines into heartbeats and live progress, so a line must
 come at least every couple of seconds even while a model sits inside one long
 step (a background ticker repeats the last state), and a fast model must not
-flood the pipe (boundary lines are capped at `max_rate_hz`).
+flood the pipe (boundary lines are capped at `max_rate_hz`). Every boundary,
+sent or not, is kept as a point of the learning curve that goes into the report.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Reporter:
         self._phase = "start"
         self._phase_start = clock()
         self._state: Progress | None = None
+        self._curve: list[dict[str, Any]] = []
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -52,10 +54,27 @@ class Reporter:
     def __call__(self, progress: Progress) -> None:
         with self._lock:
             self._state = progress
+            if progress.boundary and progress.epoch is not None:
+                self._curve.append(self._point(progress))
             gap = self._clock() - self._last_line
             last = progress.boundary and progress.epoch is not None and progress.epoch == progress.epochs
             if last or gap >= self._tick_s or (progress.boundary and gap >= self._min_gap):
                 self._write(self._line(progress))
+
+    @property
+    def curve(self) -> list[dict[str, Any]]:
+        """One point per epoch (or boosting round) so far, in order: phase, epoch, loss, metric."""
+        with self._lock:
+            return [dict(point) for point in self._curve]
+
+    def _point(self, p: Progress) -> dict[str, Any]:
+        return {
+            "phase": p.phase or self._phase,
+            "epoch": p.epoch,
+            "loss": _finite(p.loss),
+            "metric": _finite(p.metric),
+            "metric_name": p.metric_name,
+        }
 
     def start_ticker(self) -> None:
         self._stop.clear()

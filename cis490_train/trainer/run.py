@@ -137,6 +137,8 @@ def run_job(
     )
     report = {
         **shared,
+        "name": spec.name,
+        "curve": reporter.curve,
         "confusion_matrix": results["confusion_matrix"],
         "n_resamples": spec.n_resamples,
         "duration_s": round(time.monotonic() - started, 3),
