@@ -20,11 +20,12 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from . import lifecycle
+from . import lifecycle, plan
 from .errors import BrokerUnavailable, JobNotFound, PermissionDenied
 from .lifecycle import JobState, Lease, Transition
 from .manifest import HostSpec, JobSpec
-from .routing import CPU, QueueClass
+from .plan import Existing, JobPlan
+from .routing import QueueClass, fallback_queue
 
 PREFIX = "cis490:"
 JOBS = PREFIX + "op:jobs"
@@ -88,13 +89,6 @@ def _spec_key(job_id: str) -> str:
 
 def _worker_key(name: str) -> str:
     return f"{PREFIX}worker:{name}"
-
-
-def fallback_queue(spec: JobSpec) -> str:
-    """Where a prefer_cuda job may also go once its grace period passes ('' for every other job)."""
-    if spec.prefer_cuda and not spec.require_cuda:
-        return QueueClass.for_job(spec, tier=CPU).name
-    return ""
 
 
 def spec_digest(spec: JobSpec, queue: str, broker_priority: int) -> str:
@@ -186,9 +180,14 @@ class JobRecord:
 class ApplyOutcome:
     job_id: str
     name: str
-    outcome: str  # inserted | updated | unchanged
+    action: str  # plan.ACTIONS
     attempt: int
     needs_send: bool
+
+    @property
+    def outcome(self) -> str:
+        """inserted | updated | unchanged"""
+        return plan.OUTCOMES[self.action]
 
 
 @dataclass(frozen=True)
@@ -294,21 +293,31 @@ class Registry:
 
     # --- enqueue -------------------------------------------------------------------
 
-    def apply(self, plans: list[tuple[JobSpec, str, int]], manifest: str, now: float | None = None) -> list[ApplyOutcome]:
-        """Insert new jobs and reroute changed pending ones; (spec, queue, broker priority) per job."""
-        now = time.time() if now is None else now
+    def existing(self, ids: Iterable[str]) -> list[Existing | None]:
+        """What an apply looks at for each job (None: not in the registry), in one pipelined read."""
         with self._guard():
             pipe = self.r.pipeline(transaction=False)
-            for spec, _, _ in plans:
-                pipe.hmget(_state_key(spec.job_id), "status", "digest", "attempt", "sent")
-            existing = pipe.execute()
+            for job_id in ids:
+                pipe.hmget(_state_key(job_id), "status", "digest", "attempt", "sent")
+            rows = pipe.execute()
+        return [
+            None if status is None else Existing(status, digest or "", int(attempt or 0), sent != "0")
+            for status, digest, attempt, sent in rows
+        ]
 
-            outcomes: list[ApplyOutcome | None] = [None] * len(plans)
+    def apply(self, plans: Iterable[tuple[JobSpec, str, int]], manifest: str, now: float | None = None) -> list[ApplyOutcome]:
+        """Insert new jobs and reroute changed pending ones, as `plan.decide` says; (spec, queue, broker priority) per job."""
+        now = time.time() if now is None else now
+        plans = [JobPlan(*p) for p in plans]
+        current = self.existing(p.spec.job_id for p in plans)
+        outcomes: list[ApplyOutcome | None] = [None] * len(plans)
+        with self._guard():
             creates = self.r.pipeline(transaction=False)
             created_idx = []
-            for i, ((spec, queue, bprio), (status, digest, attempt, sent)) in enumerate(zip(plans, existing)):
+            for i, ((spec, queue, bprio), existing) in enumerate(zip(plans, current)):
                 new_digest = spec_digest(spec, queue, bprio)
-                if status is None:
+                step = plan.decide(new_digest, existing)
+                if step.action == plan.INSERT:
                     fields = _initial_fields(spec, queue, bprio, manifest, new_digest, now)
                     due = now + spec.prefer_cuda_grace_s if fields["fallback_queue"] else ""
                     self._create(
@@ -317,16 +326,16 @@ class Registry:
                         client=creates,
                     )
                     created_idx.append(i)
-                elif digest == new_digest:
-                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "unchanged", int(attempt), status == lifecycle.PENDING and sent == "0")
+                elif step.action == plan.UNCHANGED:
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, step.action, step.attempt, step.send)
                 else:
                     outcomes[i] = self._update(spec, queue, bprio, manifest, new_digest, now)
             for i, created in zip(created_idx, creates.execute()):
-                spec = plans[i][0]
+                spec = plans[i].spec
                 if created:
-                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "inserted", 1, True)
-                else:
-                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "unchanged", self.get(spec.job_id).attempt, False)
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, plan.INSERT, 1, True)
+                else:  # another enqueue inserted it first
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, plan.UNCHANGED, self.get(spec.job_id).attempt, False)
         return [o for o in outcomes if o is not None]
 
     def _update(self, spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str, now: float) -> ApplyOutcome:
@@ -334,12 +343,12 @@ class Registry:
         spec_json = json.dumps(spec.to_dict(), sort_keys=True)
 
         def decide(state: JobState) -> Transition:
-            moved = lifecycle.reroute(state, now)
-            return Transition(ok=True, changes={**fields, **moved.changes}, dispatch=moved.dispatch)
+            step = plan.on_change(state, now)
+            return Transition(ok=True, changes={**fields, **step.changes}, dispatch=step.attempt if step.send else None)
 
-        t, state = self._transition(spec.job_id, decide, extra=lambda pipe: pipe.set(_spec_key(spec.job_id), spec_json))
-        attempt = t.dispatch or state.attempt
-        return ApplyOutcome(spec.job_id, spec.name, "updated", attempt, t.dispatch is not None)
+        _, state = self._transition(spec.job_id, decide, extra=lambda pipe: pipe.set(_spec_key(spec.job_id), spec_json))
+        step = plan.on_change(state, now)
+        return ApplyOutcome(spec.job_id, spec.name, step.action, step.attempt, step.send)
 
     def mark_sent(self, items: Iterable[tuple[str, int]]) -> None:
         """Record that the message of (job, attempt) is on the broker, unless the job moved on."""

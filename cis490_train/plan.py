@@ -1,0 +1,81 @@
+"""What applying a manifest does to each job, decided from what the registry holds. Pure.
+
+`Registry.apply` acts on these decisions and `cis490-train manifest diff`
+prints them without acting, so a preview and the real apply cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from . import lifecycle
+from .lifecycle import JobState
+from .manifest import JobSpec, Manifest
+from .routing import CPU, QueueClass, broker_priorities, fallback_queue
+
+INSERT = "insert"  # new job: created pending, attempt 1 sent
+UNCHANGED = "unchanged"  # same spec, queue and priority: nothing changes (an unsent attempt is sent)
+REROUTE = "reroute"  # pending job whose spec, queue or priority changed: a new attempt on its new queue
+LEAVE = "leave"  # claimed, running or finished job whose spec changed: recorded for its next attempt, nothing sent
+ACTIONS = (INSERT, UNCHANGED, REROUTE, LEAVE)
+# The words ApplyReport has always used.
+OUTCOMES = {INSERT: "inserted", UNCHANGED: "unchanged", REROUTE: "updated", LEAVE: "updated"}
+
+
+class JobPlan(NamedTuple):
+    """One manifest job routed: its class queue and broker priority."""
+
+    spec: JobSpec
+    queue: str
+    broker_priority: int
+
+
+@dataclass(frozen=True)
+class Existing:
+    """The registry's record of a job, as far as an apply looks at it."""
+
+    status: str
+    digest: str
+    attempt: int
+    sent: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """What an apply does to one job: the action, the attempt it leaves current, whether it sends it,
+    and the state changes a re-route makes."""
+
+    action: str
+    attempt: int
+    send: bool
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def routed(manifest: Manifest) -> list[JobPlan]:
+    """Every job of the manifest with its class queue and broker priority (manifest order)."""
+    levels = broker_priorities(spec.priority for spec in manifest.jobs)
+    return [JobPlan(spec, QueueClass.for_job(spec).name, levels[spec.priority]) for spec in manifest.jobs]
+
+
+def queue_classes(manifest: Manifest) -> list[QueueClass]:
+    """The class queues an apply records: each job's, and the CPU fallback of prefer_cuda jobs."""
+    classes = [QueueClass.for_job(spec) for spec in manifest.jobs]
+    classes += [QueueClass.for_job(spec, tier=CPU) for spec in manifest.jobs if fallback_queue(spec)]
+    return list({qc.name: qc for qc in classes}.values())
+
+
+def decide(new_digest: str, existing: Existing | None) -> Step:
+    if existing is None:
+        return Step(INSERT, 1, True)
+    if existing.digest == new_digest:
+        return Step(UNCHANGED, existing.attempt, existing.status == lifecycle.PENDING and not existing.sent)
+    return on_change(JobState(existing.status, existing.attempt))
+
+
+def on_change(state: JobState, now: float = 0.0) -> Step:
+    """A job whose spec, queue or priority changed: only a pending one gets a new attempt."""
+    moved = lifecycle.reroute(state, now)
+    if moved.ok:
+        return Step(REROUTE, moved.dispatch, True, moved.changes)
+    return Step(LEAVE, state.attempt, False)
