@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from . import lifecycle
 from .lifecycle import JobState
 from .manifest import JobSpec, Manifest
-from .routing import CPU, QueueClass, broker_priorities, fallback_queue
+from .routing import CPU, QueueClass, broker_priorities, fallback_queue, job_tier
 
 INSERT = "insert"  # new job: created pending, attempt 1 sent
 UNCHANGED = "unchanged"  # same spec, queue and priority: nothing changes (an unsent attempt is sent)
@@ -79,3 +79,23 @@ def on_change(state: JobState, now: float = 0.0) -> Step:
     if moved.ok:
         return Step(REROUTE, moved.dispatch, True, moved.changes)
     return Step(LEAVE, state.attempt, False)
+
+
+def routing_summary(manifest: Manifest) -> dict[str, Any]:
+    """Where a manifest's jobs would go: jobs per tier and per class queue, with broker priorities."""
+    queues: dict[str, dict[str, Any]] = {}
+    for p in routed(manifest):
+        q = queues.setdefault(p.queue, {"queue": p.queue, "tier": job_tier(p.spec), "jobs": 0, "broker_priorities": set()})
+        q["jobs"] += 1
+        q["broker_priorities"].add(p.broker_priority)
+    tiers: dict[str, int] = {}
+    for q in queues.values():
+        tiers[q["tier"]] = tiers.get(q["tier"], 0) + q["jobs"]
+    return {
+        "name": manifest.name,
+        "jobs": len(manifest.jobs),
+        "hosts": sorted(manifest.hosts),
+        "tiers": dict(sorted(tiers.items())),
+        "queues": [{**q, "broker_priorities": sorted(q["broker_priorities"])} for _, q in sorted(queues.items())],
+        "fallback_queues": sorted({fallback_queue(spec) for spec in manifest.jobs} - {""}),
+    }

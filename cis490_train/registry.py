@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,11 +22,13 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import lifecycle, plan
-from .errors import BrokerUnavailable, JobNotFound, PermissionDenied
+from .errors import BrokerUnavailable, Cis490Error, JobNotFound, PermissionDenied
 from .lifecycle import JobState, Lease, Transition
 from .manifest import HostSpec, JobSpec
 from .plan import Existing, JobPlan
 from .routing import QueueClass, fallback_queue
+
+log = logging.getLogger("cis490.registry")
 
 PREFIX = "cis490:"
 JOBS = PREFIX + "op:jobs"
@@ -37,6 +40,11 @@ LEASES = PREFIX + "leases"  # job id -> last heartbeat, for every claimed or run
 UNSENT = PREFIX + "unsent"  # job id -> when its current attempt became due to be sent
 FALLBACKS = PREFIX + "fallbacks"  # prefer_cuda job id -> when it may also go to the CPU tier
 REAPER = PREFIX + "reaper"
+# Fleet counters (a hash): the reaper's recoveries by kind, and the bundles workers uploaded.
+STATS = PREFIX + "stats"
+REQUEUED, RELEASED, RESENT, FALLBACK = "requeued", "released", "resent", "fallback"
+RECOVERIES = (REQUEUED, RELEASED, RESENT, FALLBACK)
+UPLOADS, UPLOAD_BYTES = "uploads", "upload_bytes"
 # kombu's Redis transport keeps each taken, not yet acknowledged message here (late ack).
 KOMBU_UNACKED = "unacked"
 KOMBU_UNACKED_INDEX = "unacked_index"
@@ -346,7 +354,7 @@ class Registry:
             step = plan.on_change(state, now)
             return Transition(ok=True, changes={**fields, **step.changes}, dispatch=step.attempt if step.send else None)
 
-        _, state = self._transition(spec.job_id, decide, extra=lambda pipe: pipe.set(_spec_key(spec.job_id), spec_json))
+        _, state = self._transition(spec.job_id, decide, extra=lambda pipe, _: pipe.set(_spec_key(spec.job_id), spec_json))
         step = plan.on_change(state, now)
         return ApplyOutcome(spec.job_id, spec.name, step.action, step.attempt, step.send)
 
@@ -367,13 +375,18 @@ class Registry:
         with self._guard():
             self.r.zrem(UNSENT, job_id)
 
+    def count_resent(self) -> None:
+        """The reaper sent an attempt whose first send never reached the broker."""
+        with self._guard():
+            self.r.hincrby(STATS, RESENT, 1)
+
     # --- transitions -----------------------------------------------------------------
 
     def _transition(
         self,
         job_id: str,
         decide: Callable[[JobState], Transition],
-        extra: Callable[[Any], Any] | None = None,
+        extra: Callable[[Any, Transition], Any] | None = None,
         audit: str | None = None,
     ) -> tuple[Transition, JobState]:
         deadline = time.monotonic() + self.patience_s
@@ -424,7 +437,7 @@ class Registry:
                         if t.new_record:
                             pipe.rpush(_attempts_key(job_id), json.dumps(t.new_record))
                         if extra:
-                            extra(pipe)
+                            extra(pipe, t)
                         pipe.execute()
                         return t, state
                     except redis.WatchError:
@@ -455,7 +468,11 @@ class Registry:
         return self._transition(job_id, lambda s: lifecycle.cancel(s, time.time()), audit="cancel")[0]
 
     def reap(self, job_id: str, stale_after_s: float) -> Transition:
-        return self._transition(job_id, lambda s: lifecycle.reap(s, time.time(), stale_after_s))[0]
+        def count(pipe, t: Transition) -> None:
+            if t.dispatch is not None:
+                pipe.hincrby(STATS, REQUEUED, 1)
+
+        return self._transition(job_id, lambda s: lifecycle.reap(s, time.time(), stale_after_s), extra=count)[0]
 
     def note_waiting(self, job_id: str, attempt: int, reason: str) -> bool:
         """Say on a pending job why the host that took its message put it back."""
@@ -515,6 +532,7 @@ class Registry:
                 if not self.r.hdel(KOMBU_UNACKED, tag):
                     continue  # acknowledged meanwhile: it was not in limbo
                 self.r.zrem(KOMBU_UNACKED_INDEX, tag)
+                self.r.hincrby(STATS, RELEASED, 1)
             released.append(job)
         return released
 
@@ -530,7 +548,11 @@ class Registry:
                 return Transition.refuse(f"job is {state.status}")
             return Transition(ok=True, changes={"fallback_active": 1, "updated_at": time.time()})
 
-        t, _ = self._transition(job_id, decide, extra=lambda pipe: pipe.zrem(FALLBACKS, job_id))
+        def due_done(pipe, _: Transition) -> None:
+            pipe.zrem(FALLBACKS, job_id)
+            pipe.hincrby(STATS, FALLBACK, 1)
+
+        t, _ = self._transition(job_id, decide, extra=due_done)
         if not t.ok:
             with self._guard():
                 self.r.zrem(FALLBACKS, job_id)
@@ -634,6 +656,59 @@ class Registry:
         with self._guard():
             raw = self.r.hget(HOSTS, host_id)
         return HostSpec.from_dict(json.loads(raw)) if raw else None
+
+    # --- fleet counters and gauges (metrics) ---------------------------------------
+
+    def record_upload(self, nbytes: int) -> None:
+        """Count a bundle a worker uploaded. Best effort: a monitoring counter never fails an attempt."""
+        try:
+            with self._guard():
+                pipe = self.r.pipeline(transaction=False)
+                pipe.hincrby(STATS, UPLOADS, 1)
+                pipe.hincrby(STATS, UPLOAD_BYTES, int(nbytes))
+                pipe.execute()
+        except Cis490Error as exc:
+            log.warning("upload counter not updated: %s", exc)
+
+    def stats(self) -> dict[str, int]:
+        with self._guard():
+            return {k: int(v) for k, v in self.r.hgetall(STATS).items()}
+
+    def status_counts(self) -> dict[str, int]:
+        """Jobs per status: one set read and one pipelined field read per job, no per-job round trip."""
+        ids = self.job_ids()
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(_state_key(job_id), "status")
+            statuses = pipe.execute() if ids else []
+        counts = dict.fromkeys(lifecycle.STATUSES, 0)
+        for status in statuses:
+            if status is not None:
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def queue_depths(self, queues: Iterable[str], priority_steps: Iterable[int], sep: str) -> dict[str, int]:
+        """Messages waiting in each queue: kombu's Redis transport keeps one list per priority step
+        (`queue` for the first, `queue<sep><step>` for the others); their lengths are summed."""
+        queues, steps = list(queues), sorted(set(priority_steps))
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for queue in queues:
+                for step in steps:
+                    pipe.llen(f"{queue}{sep}{step}" if step else queue)
+            lengths = pipe.execute() if queues else []
+        n = len(steps)
+        return {queue: sum(lengths[i * n : (i + 1) * n]) for i, queue in enumerate(queues)}
+
+    def lease_summary(self) -> tuple[int, float | None]:
+        """How many jobs hold a lease (claimed or running), and the oldest last heartbeat among them."""
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zcard(LEASES)
+            pipe.zrange(LEASES, 0, 0, withscores=True)
+            count, oldest = pipe.execute()
+        return int(count), (float(oldest[0][1]) if oldest else None)
 
     # --- live workers ----------------------------------------------------------------
 
