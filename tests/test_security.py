@@ -62,6 +62,7 @@ def test_worker_credential_gets_noperm_on_operator_actions(fleet_env, acl_redis,
         with pytest.raises(redis.exceptions.NoPermissionError):
             write()
     assert w.smembers("cis490:op:jobs")  # but it may read them
+    assert w.hincrby("cis490:stats", "requeued", 0) == 0  # and count the reaper's recoveries
     with pytest.raises(redis.exceptions.NoPermissionError):
         w.flushall()
     anonymous = cli(as_role(fleet_env, f"redis://127.0.0.1:{server.port}/0"), "status")
@@ -79,6 +80,9 @@ def test_a_worker_runs_jobs_under_the_worker_user(fleet_env, acl_redis, store, s
     assert cli(as_role(fleet_env, urls[OPERATOR]), "enqueue", str(manifest)).returncode == 0
     done = wait_for(lambda: (j := ops.find("g")).status == "completed" and j, 120, "the job to complete under the worker user")
     assert done.host == "locked-down" and done.artifact_id
+    # The worker user counted its upload in cis490:stats, and may read what the metrics server reads.
+    assert ops.stats() == {"uploads": 1, "upload_bytes": done.result["bundle_bytes"]}
+    assert Registry(urls[WORKER]).status_counts()["completed"] == 1
 
 
 def test_only_json_is_accepted(fleet_env, registry, redis_url, store, start_worker, tmp_path):
