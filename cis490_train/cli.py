@@ -384,11 +384,14 @@ def _cmd_manifest_init(args, settings: Settings) -> int:
         sys.stdout.write(text)
         return 0
     path = Path(args.file)
-    if path.exists() and not args.force:
-        raise UsageError(f"{path} already exists; pass --force to overwrite it, or name another file")
     if path.is_dir():
         raise UsageError(f"{path} is a directory; name a file, e.g. {path / 'manifest.toml'}")
-    write_bytes(path, text.encode())
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it, or name another file")
+    try:
+        write_bytes(path, text.encode())
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     out.print(f"wrote {path}: edit it, then `cis490-train manifest check {path}`", markup=False)
     return 0
 
@@ -459,13 +462,15 @@ def _cmd_manifest_diff(args, settings: Settings) -> int:
 
 
 def _diff_line(job) -> str:
+    from .plan import INSERT, LEAVE, REROUTE
+
     where = f"{job.queue} at broker priority {job.broker_priority}"
     changes = "; ".join(job.changes)
-    if job.action == "insert":
+    if job.action == INSERT:
         return f"  insert     {job.name} ({job.job_id}) -> {where}"
-    if job.action == "reroute":
+    if job.action == REROUTE:
         return f"  re-route   {job.name} ({job.job_id}), pending: attempt {job.attempt} -> {where}; {changes}"
-    if job.action == "leave":
+    if job.action == LEAVE:
         return f"  leave      {job.name} ({job.job_id}), {job.status}: {changes} (recorded for its next attempt; nothing sent)"
     if job.send:
         return f"  resend     {job.name} ({job.job_id}), pending: attempt {job.attempt} never reached the broker -> {where}"
@@ -482,7 +487,10 @@ def _cmd_export(args, settings: Settings) -> int:
     path = Path(args.output or DEFAULT_NAMES[args.format])
     if path.is_dir():
         raise UsageError(f"{path} is a directory; give -o a file name, e.g. {path / DEFAULT_NAMES[args.format]}")
-    n = write(leaderboard_rows(records), path, args.format)
+    try:
+        n = write(leaderboard_rows(records), path, args.format)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     out.print(f"wrote {n} row{'s' if n != 1 else ''} to {path}", markup=False)
     return 0
 
