@@ -2,7 +2,7 @@
 
 Figures: raw task round trip (the yardstick); dispatch latency (applying a one-job manifest to an
 idle worker's lease); sending 10,000 raw tasks against a first apply of a 10,000-job manifest;
-re-applying it unchanged; and `status` / `explain` with 10,000 pending jobs.
+re-applying it unchanged; and `status` / `explain` / a metrics scrape with 10,000 pending jobs.
 Warm-ups are excluded; timed figures are medians of repeated runs where they are cheap enough.
 
     python bench/fleet.py [--quick]
@@ -194,6 +194,7 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
         start = time.perf_counter()
         explain_job(registry, registry.find("j42"))
         explain.append(time.perf_counter() - start)
+    scrapes = metrics_scrapes(registry, 3)
 
     return [
         {"figure": "raw task round trip p50 / p99", "baseline": f"{rt50 * 1000:.2f} / {rt99 * 1000:.2f} ms", "fleet": "", "ratio": None, "target": "yardstick", "ok": None},
@@ -203,7 +204,36 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
         {"figure": "re-apply unchanged (median of 3)", "baseline": "", "fleet": f"{statistics.median(reapply):.2f} s, {after - before} messages", "ratio": None, "target": "<= 1 s, 0 messages", "ok": statistics.median(reapply) <= 1 and after == before},
         {"figure": f"status with {n_jobs} pending (median of 3)", "baseline": "", "fleet": f"{statistics.median(status):.3f} s", "ratio": None, "target": "<= 1 s", "ok": statistics.median(status) <= 1},
         {"figure": f"explain with {n_jobs} pending (median of 3)", "baseline": "", "fleet": f"{statistics.median(explain):.3f} s", "ratio": None, "target": "<= 1 s", "ok": statistics.median(explain) <= 1},
+        {"figure": f"metrics scrape, {n_jobs} pending (median of 3)", "baseline": "", "fleet": f"{statistics.median(scrapes):.3f} s", "ratio": None, "target": "<= 0.25 s", "ok": statistics.median(scrapes) <= 0.25},
     ]
+
+
+def metrics_scrapes(registry, n: int) -> list[float]:
+    """Seconds per HTTP scrape of the fleet's Prometheus metrics (what `cis490-train metrics serve` answers)."""
+    import httpx
+    from prometheus_client import start_http_server
+    from prometheus_client.registry import CollectorRegistry
+
+    from cis490_train.embedded import free_port
+    from cis490_train.metrics import FleetCollector
+
+    metrics = CollectorRegistry(auto_describe=False)
+    metrics.register(FleetCollector(registry))
+    server, thread = start_http_server(free_port(), addr="127.0.0.1", registry=metrics)
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        with httpx.Client() as client:
+            client.get(url).raise_for_status()  # warm-up
+            times = []
+            for _ in range(n):
+                start = time.perf_counter()
+                client.get(url).raise_for_status()
+                times.append(time.perf_counter() - start)
+        return times
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def print_table(rows: list[dict]) -> None:

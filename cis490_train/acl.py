@@ -29,6 +29,7 @@ WORKER_KEYS = (
     "~cis490:fallbacks",
     "~cis490:unsent",
     "~cis490:reaper",
+    "~cis490:stats",  # counters: the reaper's recoveries, uploaded bytes
     "%R~cis490:op:*",  # specs, queue classes, host policies, audit: read only
 )
 

@@ -189,6 +189,7 @@ class AttemptRunner:
                 attempt=lease.attempt,
                 host=lease.host,
             )
+        self.registry.record_upload(bundle.size)
         result = _result_summary(report, job, lease, bundle.size, reader.wall_s)
         done = self.registry.complete(job.job_id, lease, bundle.sha256, result)
         if not done.ok and self.registry.get(job.job_id).artifact_id != bundle.sha256:

@@ -373,6 +373,142 @@ def _artifact_id(client, key: str) -> str:
     return found[0]
 
 
+def _cmd_manifest_init(args, settings: Settings) -> int:
+    from .atomic import write_bytes
+    from .manifest import Manifest
+    from .starter import render, starter_document
+
+    text = render(starter_document(args.name))
+    Manifest.from_toml(text, source="the starter manifest")  # never hand out one that does not load
+    if args.file == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.file)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; name a file, e.g. {path / 'manifest.toml'}")
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it, or name another file")
+    try:
+        write_bytes(path, text.encode())
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    out.print(f"wrote {path}: edit it, then `cis490-train manifest check {path}`", markup=False)
+    return 0
+
+
+def _cmd_manifest_check(args, settings: Settings) -> int:
+    from .errors import ManifestError
+    from .manifest import Manifest
+    from .plan import routing_summary
+
+    reports, bad = [], 0
+    for file in args.files:
+        try:
+            summary = routing_summary(Manifest.load(file))
+        except ManifestError as exc:
+            bad += 1
+            reports.append({"file": file, "ok": False, "problems": exc.problems})
+            if not args.json:
+                print(f"error: {exc}", file=sys.stderr)
+            continue
+        reports.append({"file": file, "ok": True, **summary})
+        if not args.json:
+            _print_check(file, summary)
+    if args.json:
+        _print_json(reports)
+    return 2 if bad else 0
+
+
+def _print_check(file: str, summary: dict) -> None:
+    hosts = f", host policies for {', '.join(summary['hosts'])}" if summary["hosts"] else ""
+    out.print(f"{file}: valid; manifest {summary['name']!r}, {summary['jobs']} jobs{hosts}", markup=False)
+    width = max((len(q["queue"]) for q in summary["queues"]), default=0) + 2
+    for tier, n in summary["tiers"].items():
+        out.print(f"  tier {tier}: {n} job{'s' if n != 1 else ''}", markup=False)
+        for q in summary["queues"]:
+            if q["tier"] == tier:
+                levels = ", ".join(map(str, q["broker_priorities"]))
+                out.print(f"    {q['queue']:<{width}}{q['jobs']:>4} job{'s' if q['jobs'] != 1 else ' '}  broker priority {levels}", markup=False)
+    if summary["fallback_queues"]:
+        out.print(f"  prefer_cuda fallbacks: {', '.join(summary['fallback_queues'])}", markup=False)
+
+
+def _cmd_manifest_diff(args, settings: Settings) -> int:
+    from .enqueue import preview_manifest
+    from .manifest import Manifest
+
+    preview = preview_manifest(Manifest.load(args.file), _registry(settings))
+    if args.json:
+        _print_json(preview.to_dict())
+        return 0
+    counts = preview.to_dict()["counts"]
+    out.print(
+        f"manifest {preview.manifest!r}: {counts['insert']} to insert, {counts['reroute']} to re-route, "
+        f"{counts['leave']} to leave, {counts['unchanged']} unchanged, {counts['orphan']} not in the file; "
+        f"{preview.sends} message{'s' if preview.sends != 1 else ''} would be sent (nothing was changed)",
+        markup=False,
+    )
+    for job in preview.jobs:
+        line = _diff_line(job)
+        if line:
+            out.print(line, markup=False)
+    for job_id, name, status in preview.orphans:
+        out.print(f"  orphan     {name} ({job_id}), {status}: not in the file; kept until cancelled", markup=False)
+    for queue in preview.new_queues:
+        out.print(f"  new queue  {queue}", markup=False)
+    for host, change in preview.hosts:
+        out.print(f"  host       {host}: {change} policy", markup=False)
+    return 0
+
+
+def _diff_line(job) -> str:
+    from .plan import INSERT, LEAVE, REROUTE
+
+    where = f"{job.queue} at broker priority {job.broker_priority}"
+    changes = "; ".join(job.changes)
+    if job.action == INSERT:
+        return f"  insert     {job.name} ({job.job_id}) -> {where}"
+    if job.action == REROUTE:
+        return f"  re-route   {job.name} ({job.job_id}), pending: attempt {job.attempt} -> {where}; {changes}"
+    if job.action == LEAVE:
+        return f"  leave      {job.name} ({job.job_id}), {job.status}: {changes} (recorded for its next attempt; nothing sent)"
+    if job.send:
+        return f"  resend     {job.name} ({job.job_id}), pending: attempt {job.attempt} never reached the broker -> {where}"
+    return ""
+
+
+def _cmd_export(args, settings: Settings) -> int:
+    from .export import DEFAULT_NAMES, write
+    from .views import leaderboard_rows
+
+    records = _registry(settings).jobs()
+    if args.manifest:
+        records = [r for r in records if r.manifest == args.manifest]
+    path = Path(args.output or DEFAULT_NAMES[args.format])
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give -o a file name, e.g. {path / DEFAULT_NAMES[args.format]}")
+    try:
+        n = write(leaderboard_rows(records), path, args.format)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    out.print(f"wrote {n} row{'s' if n != 1 else ''} to {path}", markup=False)
+    return 0
+
+
+def _cmd_metrics_serve(args, settings: Settings) -> int:
+    from .metrics import serve
+    from .registry import Registry
+
+    def ready(url: str) -> None:
+        print(f"serving fleet metrics on {url}", flush=True)
+
+    try:
+        serve(Registry(settings.broker_url), args.host, args.port, ready=ready)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cis490-train", description="A training fleet on Celery and Redis.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -442,6 +578,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir", nargs="?", help="dataset directory (default: CIS490_DATA_DIR)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_cmd_data_check)
+
+    manifest = sub.add_parser("manifest", help="write, check and preview manifests").add_subparsers(dest="manifest_command", required=True, metavar="COMMAND")
+    init = manifest.add_parser("init", help="write a commented starter manifest that passes validation")
+    init.add_argument("file", nargs="?", default="manifest.toml", help="where to write it (default manifest.toml; - for stdout)")
+    init.add_argument("--name", default="my-fleet", help="the manifest's name (default my-fleet)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=_cmd_manifest_init)
+    mcheck = manifest.add_parser("check", help="validate manifests and show where their jobs would go; no Redis needed")
+    mcheck.add_argument("files", nargs="+", metavar="FILE")
+    mcheck.add_argument("--json", action="store_true", help="machine-readable output")
+    mcheck.set_defaults(func=_cmd_manifest_check)
+    diff = manifest.add_parser("diff", help="what an enqueue of FILE would do to the live registry, without doing it")
+    diff.add_argument("file", metavar="FILE")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+    diff.set_defaults(func=_cmd_manifest_diff)
+
+    p = add("export", _cmd_export, "write the results table (completed jobs) as a Parquet or CSV file", json_flag=False)
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="file format (default parquet)")
+    p.add_argument("-o", "--output", metavar="FILE", help="file to write (default results.parquet / results.csv)")
+    p.add_argument("--manifest", help="only the jobs of this manifest name")
+
+    metrics = sub.add_parser("metrics", help="Prometheus metrics of the fleet").add_subparsers(dest="metrics_command", required=True, metavar="COMMAND")
+    mserve = metrics.add_parser("serve", help="serve the fleet's Prometheus metrics, read from Redis on each scrape")
+    mserve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    mserve.add_argument("--port", type=int, default=9490, help="port (default 9490)")
+    mserve.set_defaults(func=_cmd_metrics_serve)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,11 +21,14 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from . import lifecycle
-from .errors import BrokerUnavailable, JobNotFound, PermissionDenied
+from . import lifecycle, plan
+from .errors import BrokerUnavailable, Cis490Error, JobNotFound, PermissionDenied
 from .lifecycle import JobState, Lease, Transition
 from .manifest import HostSpec, JobSpec
-from .routing import CPU, QueueClass
+from .plan import Existing, JobPlan
+from .routing import QueueClass, fallback_queue
+
+log = logging.getLogger("cis490.registry")
 
 PREFIX = "cis490:"
 JOBS = PREFIX + "op:jobs"
@@ -36,6 +40,11 @@ LEASES = PREFIX + "leases"  # job id -> last heartbeat, for every claimed or run
 UNSENT = PREFIX + "unsent"  # job id -> when its current attempt became due to be sent
 FALLBACKS = PREFIX + "fallbacks"  # prefer_cuda job id -> when it may also go to the CPU tier
 REAPER = PREFIX + "reaper"
+# Fleet counters (a hash): the reaper's recoveries by kind, and the bundles workers uploaded.
+STATS = PREFIX + "stats"
+REQUEUED, RELEASED, RESENT, FALLBACK = "requeued", "released", "resent", "fallback"
+RECOVERIES = (REQUEUED, RELEASED, RESENT, FALLBACK)
+UPLOADS, UPLOAD_BYTES = "uploads", "upload_bytes"
 # kombu's Redis transport keeps each taken, not yet acknowledged message here (late ack).
 KOMBU_UNACKED = "unacked"
 KOMBU_UNACKED_INDEX = "unacked_index"
@@ -66,6 +75,24 @@ redis.call('ZADD', KEYS[6], ARGV[3], KEYS[4])
 return 1
 """
 
+# Jobs per status, counted inside Redis: one round trip and ~1 µs a job (a pipelined HGET per job
+# costs the client ~10 µs a job). Its keys come as arguments, not KEYS: a key in KEYS must be writable
+# by the caller, and the worker user may only read cis490:op:*. Fine on the one Redis of a fleet,
+# not on a cluster.
+_STATUS_COUNTS = """
+local counts = {}
+for _, id in ipairs(redis.call('SMEMBERS', ARGV[1])) do
+  local status = redis.call('HGET', ARGV[2] .. id, 'status')
+  if status then counts[status] = (counts[status] or 0) + 1 end
+end
+local out = {}
+for status, n in pairs(counts) do
+  out[#out + 1] = status
+  out[#out + 1] = n
+end
+return out
+"""
+
 _MARK_SENT = """
 if redis.call('HGET', KEYS[1], 'attempt') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'sent', 1)
@@ -88,13 +115,6 @@ def _spec_key(job_id: str) -> str:
 
 def _worker_key(name: str) -> str:
     return f"{PREFIX}worker:{name}"
-
-
-def fallback_queue(spec: JobSpec) -> str:
-    """Where a prefer_cuda job may also go once its grace period passes ('' for every other job)."""
-    if spec.prefer_cuda and not spec.require_cuda:
-        return QueueClass.for_job(spec, tier=CPU).name
-    return ""
 
 
 def spec_digest(spec: JobSpec, queue: str, broker_priority: int) -> str:
@@ -186,9 +206,14 @@ class JobRecord:
 class ApplyOutcome:
     job_id: str
     name: str
-    outcome: str  # inserted | updated | unchanged
+    action: str  # plan.ACTIONS
     attempt: int
     needs_send: bool
+
+    @property
+    def outcome(self) -> str:
+        """inserted | updated | unchanged"""
+        return plan.OUTCOMES[self.action]
 
 
 @dataclass(frozen=True)
@@ -262,6 +287,7 @@ class Registry:
         self._create = self.r.register_script(_CREATE)
         self._lead = self.r.register_script(_LEAD)
         self._mark_sent = self.r.register_script(_MARK_SENT)
+        self._status_counts = self.r.register_script(_STATUS_COUNTS)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -294,21 +320,31 @@ class Registry:
 
     # --- enqueue -------------------------------------------------------------------
 
-    def apply(self, plans: list[tuple[JobSpec, str, int]], manifest: str, now: float | None = None) -> list[ApplyOutcome]:
-        """Insert new jobs and reroute changed pending ones; (spec, queue, broker priority) per job."""
-        now = time.time() if now is None else now
+    def existing(self, ids: Iterable[str]) -> list[Existing | None]:
+        """What an apply looks at for each job (None: not in the registry), in one pipelined read."""
         with self._guard():
             pipe = self.r.pipeline(transaction=False)
-            for spec, _, _ in plans:
-                pipe.hmget(_state_key(spec.job_id), "status", "digest", "attempt", "sent")
-            existing = pipe.execute()
+            for job_id in ids:
+                pipe.hmget(_state_key(job_id), "status", "digest", "attempt", "sent")
+            rows = pipe.execute()
+        return [
+            None if status is None else Existing(status, digest or "", int(attempt or 0), sent != "0")
+            for status, digest, attempt, sent in rows
+        ]
 
-            outcomes: list[ApplyOutcome | None] = [None] * len(plans)
+    def apply(self, plans: Iterable[tuple[JobSpec, str, int]], manifest: str, now: float | None = None) -> list[ApplyOutcome]:
+        """Insert new jobs and reroute changed pending ones, as `plan.decide` says; (spec, queue, broker priority) per job."""
+        now = time.time() if now is None else now
+        plans = [JobPlan(*p) for p in plans]
+        current = self.existing(p.spec.job_id for p in plans)
+        outcomes: list[ApplyOutcome | None] = [None] * len(plans)
+        with self._guard():
             creates = self.r.pipeline(transaction=False)
             created_idx = []
-            for i, ((spec, queue, bprio), (status, digest, attempt, sent)) in enumerate(zip(plans, existing)):
+            for i, ((spec, queue, bprio), existing) in enumerate(zip(plans, current)):
                 new_digest = spec_digest(spec, queue, bprio)
-                if status is None:
+                step = plan.decide(new_digest, existing)
+                if step.action == plan.INSERT:
                     fields = _initial_fields(spec, queue, bprio, manifest, new_digest, now)
                     due = now + spec.prefer_cuda_grace_s if fields["fallback_queue"] else ""
                     self._create(
@@ -317,16 +353,16 @@ class Registry:
                         client=creates,
                     )
                     created_idx.append(i)
-                elif digest == new_digest:
-                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "unchanged", int(attempt), status == lifecycle.PENDING and sent == "0")
+                elif step.action == plan.UNCHANGED:
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, step.action, step.attempt, step.send)
                 else:
                     outcomes[i] = self._update(spec, queue, bprio, manifest, new_digest, now)
             for i, created in zip(created_idx, creates.execute()):
-                spec = plans[i][0]
+                spec = plans[i].spec
                 if created:
-                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "inserted", 1, True)
-                else:
-                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, "unchanged", self.get(spec.job_id).attempt, False)
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, plan.INSERT, 1, True)
+                else:  # another enqueue inserted it first
+                    outcomes[i] = ApplyOutcome(spec.job_id, spec.name, plan.UNCHANGED, self.get(spec.job_id).attempt, False)
         return [o for o in outcomes if o is not None]
 
     def _update(self, spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str, now: float) -> ApplyOutcome:
@@ -334,12 +370,12 @@ class Registry:
         spec_json = json.dumps(spec.to_dict(), sort_keys=True)
 
         def decide(state: JobState) -> Transition:
-            moved = lifecycle.reroute(state, now)
-            return Transition(ok=True, changes={**fields, **moved.changes}, dispatch=moved.dispatch)
+            step = plan.on_change(state, now)
+            return Transition(ok=True, changes={**fields, **step.changes}, dispatch=step.attempt if step.send else None)
 
-        t, state = self._transition(spec.job_id, decide, extra=lambda pipe: pipe.set(_spec_key(spec.job_id), spec_json))
-        attempt = t.dispatch or state.attempt
-        return ApplyOutcome(spec.job_id, spec.name, "updated", attempt, t.dispatch is not None)
+        _, state = self._transition(spec.job_id, decide, extra=lambda pipe, _: pipe.set(_spec_key(spec.job_id), spec_json))
+        step = plan.on_change(state, now)
+        return ApplyOutcome(spec.job_id, spec.name, step.action, step.attempt, step.send)
 
     def mark_sent(self, items: Iterable[tuple[str, int]]) -> None:
         """Record that the message of (job, attempt) is on the broker, unless the job moved on."""
@@ -358,13 +394,18 @@ class Registry:
         with self._guard():
             self.r.zrem(UNSENT, job_id)
 
+    def count_resent(self) -> None:
+        """The reaper sent an attempt whose first send never reached the broker."""
+        with self._guard():
+            self.r.hincrby(STATS, RESENT, 1)
+
     # --- transitions -----------------------------------------------------------------
 
     def _transition(
         self,
         job_id: str,
         decide: Callable[[JobState], Transition],
-        extra: Callable[[Any], Any] | None = None,
+        extra: Callable[[Any, Transition], Any] | None = None,
         audit: str | None = None,
     ) -> tuple[Transition, JobState]:
         deadline = time.monotonic() + self.patience_s
@@ -415,7 +456,7 @@ class Registry:
                         if t.new_record:
                             pipe.rpush(_attempts_key(job_id), json.dumps(t.new_record))
                         if extra:
-                            extra(pipe)
+                            extra(pipe, t)
                         pipe.execute()
                         return t, state
                     except redis.WatchError:
@@ -446,7 +487,11 @@ class Registry:
         return self._transition(job_id, lambda s: lifecycle.cancel(s, time.time()), audit="cancel")[0]
 
     def reap(self, job_id: str, stale_after_s: float) -> Transition:
-        return self._transition(job_id, lambda s: lifecycle.reap(s, time.time(), stale_after_s))[0]
+        def count(pipe, t: Transition) -> None:
+            if t.dispatch is not None:
+                pipe.hincrby(STATS, REQUEUED, 1)
+
+        return self._transition(job_id, lambda s: lifecycle.reap(s, time.time(), stale_after_s), extra=count)[0]
 
     def note_waiting(self, job_id: str, attempt: int, reason: str) -> bool:
         """Say on a pending job why the host that took its message put it back."""
@@ -506,6 +551,7 @@ class Registry:
                 if not self.r.hdel(KOMBU_UNACKED, tag):
                     continue  # acknowledged meanwhile: it was not in limbo
                 self.r.zrem(KOMBU_UNACKED_INDEX, tag)
+                self.r.hincrby(STATS, RELEASED, 1)
             released.append(job)
         return released
 
@@ -521,7 +567,11 @@ class Registry:
                 return Transition.refuse(f"job is {state.status}")
             return Transition(ok=True, changes={"fallback_active": 1, "updated_at": time.time()})
 
-        t, _ = self._transition(job_id, decide, extra=lambda pipe: pipe.zrem(FALLBACKS, job_id))
+        def due_done(pipe, _: Transition) -> None:
+            pipe.zrem(FALLBACKS, job_id)
+            pipe.hincrby(STATS, FALLBACK, 1)
+
+        t, _ = self._transition(job_id, decide, extra=due_done)
         if not t.ok:
             with self._guard():
                 self.r.zrem(FALLBACKS, job_id)
@@ -625,6 +675,53 @@ class Registry:
         with self._guard():
             raw = self.r.hget(HOSTS, host_id)
         return HostSpec.from_dict(json.loads(raw)) if raw else None
+
+    # --- fleet counters and gauges (metrics) ---------------------------------------
+
+    def record_upload(self, nbytes: int) -> None:
+        """Count a bundle a worker uploaded. Best effort: a monitoring counter never fails an attempt."""
+        try:
+            with self._guard():
+                pipe = self.r.pipeline(transaction=False)
+                pipe.hincrby(STATS, UPLOADS, 1)
+                pipe.hincrby(STATS, UPLOAD_BYTES, int(nbytes))
+                pipe.execute()
+        except Cis490Error as exc:
+            log.warning("upload counter not updated: %s", exc)
+
+    def stats(self) -> dict[str, int]:
+        with self._guard():
+            return {k: int(v) for k, v in self.r.hgetall(STATS).items()}
+
+    def status_counts(self) -> dict[str, int]:
+        """Jobs per status (every status, 0 where none), counted in one script call."""
+        with self._guard():
+            flat = self._status_counts(args=[JOBS, f"{PREFIX}job:"])
+        counts = dict.fromkeys(lifecycle.STATUSES, 0)
+        counts.update({status: int(n) for status, n in zip(flat[::2], flat[1::2])})
+        return counts
+
+    def queue_depths(self, queues: Iterable[str], priority_steps: Iterable[int], sep: str) -> dict[str, int]:
+        """Messages waiting in each queue: kombu's Redis transport keeps one list per priority step
+        (`queue` for the first, `queue<sep><step>` for the others); their lengths are summed."""
+        queues, steps = list(queues), sorted(set(priority_steps))
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for queue in queues:
+                for step in steps:
+                    pipe.llen(f"{queue}{sep}{step}" if step else queue)
+            lengths = pipe.execute() if queues else []
+        n = len(steps)
+        return {queue: sum(lengths[i * n : (i + 1) * n]) for i, queue in enumerate(queues)}
+
+    def lease_summary(self) -> tuple[int, float | None]:
+        """How many jobs hold a lease (claimed or running), and the oldest last heartbeat among them."""
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zcard(LEASES)
+            pipe.zrange(LEASES, 0, 0, withscores=True)
+            count, oldest = pipe.execute()
+        return int(count), (float(oldest[0][1]) if oldest else None)
 
     # --- live workers ----------------------------------------------------------------
 

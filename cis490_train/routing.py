@@ -42,6 +42,13 @@ def job_tier(spec: JobSpec) -> str:
     return CPU
 
 
+def fallback_queue(spec: JobSpec) -> str:
+    """Where a prefer_cuda job may also go once its grace period passes ('' for every other job)."""
+    if spec.prefer_cuda and not spec.require_cuda:
+        return QueueClass.for_job(spec, tier=CPU).name
+    return ""
+
+
 def tier_vram_gib(tier: str) -> int:
     match = _CUDA_N.match(tier)
     return int(match.group(1)) if match else 0

@@ -136,6 +136,7 @@ class Runtime:
             if job.status == "pending" and not job.sent:
                 log.warning("reaper: sending %s attempt %s, whose message never reached the broker", job.name, job.attempt)
                 dispatch(self.registry, job)
+                self.registry.count_resent()
             else:
                 self.registry.forget_unsent(job_id)
         for job_id in self.registry.due_fallbacks(now):

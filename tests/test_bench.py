@@ -22,7 +22,7 @@ def test_fleet_bench_quick_run_compares_against_raw_celery():
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "fleet.py"), "--quick"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert re.search(r"raw task round trip p50 / p99\s+[\d.]+ / [\d.]+ ms", out.stdout)
-    for figure in ("dispatch latency p50 / p99 (5 jobs)", "enqueue 500 jobs, first apply", "the same against raw sends in kombu batches", "re-apply unchanged", "status with 500 pending", "explain with 500 pending"):
+    for figure in ("dispatch latency p50 / p99 (5 jobs)", "enqueue 500 jobs, first apply", "the same against raw sends in kombu batches", "re-apply unchanged", "status with 500 pending", "explain with 500 pending", "metrics scrape, 500 pending"):
         assert figure in out.stdout
     assert "0 messages" in out.stdout
 

@@ -54,6 +54,7 @@ def test_sigkilled_worker_is_recovered_within_20s_with_default_settings(fleet_en
     assert recovery < 20
     first = registry.attempts(job.job_id)[0]
     assert first["failure"] == "worker_lost" and "no heartbeat" in first["error"]
+    assert registry.stats()["requeued"] == 1
     done = wait_for(lambda: (j := registry.find("victim")).status == "completed" and j, 120, "attempt 2 to complete")
     assert done.host == "survivor" and [a["outcome"] for a in registry.attempts(job.job_id)] == ["failed", "completed"]
     assert [a["job_id"] for a in artifacts(store)] == [job.job_id]
@@ -144,6 +145,7 @@ def test_prefer_cuda_job_falls_back_to_cpu_after_its_grace(fleet_env, registry, 
     done = wait_for(lambda: (j := registry.find("nice-to-have-gpu")).status == "completed" and j, 60, "the job to run on CPU")
     assert done.host == "cpu-only" and done.attempt == 1 and done.starts == 1
     assert done.claimed_at - done.created_at >= 3
+    assert registry.stats()["fallback"] == 1
 
 
 def test_timeout_fails_without_retry_and_oom_is_retried(fleet_env, registry, store, start_worker, tmp_path):

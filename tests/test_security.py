@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from cis490_train.celeryconfig import broker_transport_options
 from cis490_train.acl import OPERATOR, WORKER, broker_url, new_password, render_acl
 from cis490_train.embedded import RedisServer
+from cis490_train.metrics import read_snapshot
 from cis490_train.registry import Registry
 from conftest import cli, wait_for
 
@@ -62,6 +64,7 @@ def test_worker_credential_gets_noperm_on_operator_actions(fleet_env, acl_redis,
         with pytest.raises(redis.exceptions.NoPermissionError):
             write()
     assert w.smembers("cis490:op:jobs")  # but it may read them
+    assert w.hincrby("cis490:stats", "requeued", 0) == 0  # and count the reaper's recoveries
     with pytest.raises(redis.exceptions.NoPermissionError):
         w.flushall()
     anonymous = cli(as_role(fleet_env, f"redis://127.0.0.1:{server.port}/0"), "status")
@@ -79,6 +82,10 @@ def test_a_worker_runs_jobs_under_the_worker_user(fleet_env, acl_redis, store, s
     assert cli(as_role(fleet_env, urls[OPERATOR]), "enqueue", str(manifest)).returncode == 0
     done = wait_for(lambda: (j := ops.find("g")).status == "completed" and j, 120, "the job to complete under the worker user")
     assert done.host == "locked-down" and done.artifact_id
+    # The worker user counted its upload in cis490:stats, and may read what the metrics server reads.
+    assert ops.stats() == {"uploads": 1, "upload_bytes": done.result["bundle_bytes"]}
+    snapshot = read_snapshot(Registry(urls[WORKER]), time.time())
+    assert snapshot.jobs["completed"] == 1 and snapshot.stats["upload_bytes"] == done.result["bundle_bytes"]
 
 
 def test_only_json_is_accepted(fleet_env, registry, redis_url, store, start_worker, tmp_path):

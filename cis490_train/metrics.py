@@ -1,0 +1,124 @@
+"""Prometheus metrics of the fleet, read from the registry in Redis on every scrape.
+
+Flower's own `/metrics` says what Celery sees (events, task runtimes, online
+workers); these say what only the registry knows: jobs by status, messages
+waiting per class queue, live workers per tier, heartbeat age, the reaper's
+recoveries and uploaded bytes. A scrape costs a handful of pipelined reads,
+whatever the number of jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from .errors import Cis490Error
+from .registry import RECOVERIES, UPLOAD_BYTES, UPLOADS, Registry
+
+log = logging.getLogger("cis490.metrics")
+DEFAULT_PORT = 9490
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one scrape read from the registry."""
+
+    jobs: dict[str, int]  # status -> jobs
+    queues: dict[str, tuple[str, int]]  # class queue -> (tier, messages waiting)
+    workers: dict[str, int]  # tier -> live workers serving it
+    leases: int
+    heartbeat_age_max_s: float
+    stats: dict[str, int]
+
+
+def read_snapshot(registry: Registry, now: float) -> Snapshot:
+    from .celeryconfig import broker_transport_options as transport
+
+    classes = registry.queue_classes()
+    depths = registry.queue_depths((qc.name for qc in classes), transport["priority_steps"], transport["sep"])
+    workers: dict[str, int] = {}
+    for w in registry.workers():
+        for tier in w.tiers:
+            workers[tier] = workers.get(tier, 0) + 1
+    leases, oldest = registry.lease_summary()
+    return Snapshot(
+        jobs=registry.status_counts(),
+        queues={qc.name: (qc.tier, depths[qc.name]) for qc in classes},
+        workers=workers,
+        leases=leases,
+        heartbeat_age_max_s=max(0.0, now - oldest) if oldest is not None else 0.0,
+        stats=registry.stats(),
+    )
+
+
+def families(snap: Snapshot) -> list[Metric]:
+    """The snapshot as Prometheus metric families."""
+    jobs = GaugeMetricFamily("cis490_jobs", "Jobs in the registry by status", labels=["status"])
+    for status, n in snap.jobs.items():
+        jobs.add_metric([status], n)
+    queues = GaugeMetricFamily("cis490_queue_messages", "Messages waiting on the broker per class queue (all priority levels)", labels=["queue", "tier"])
+    for name, (tier, depth) in sorted(snap.queues.items()):
+        queues.add_metric([name, tier], depth)
+    workers = GaugeMetricFamily("cis490_workers", "Live workers serving each tier (a worker started with -Q cuda,cpu counts in both)", labels=["tier"])
+    for tier, n in sorted(snap.workers.items()):
+        workers.add_metric([tier], n)
+    leases = GaugeMetricFamily("cis490_leases", "Jobs claimed or running (holding a lease)", value=snap.leases)
+    age = GaugeMetricFamily(
+        "cis490_heartbeat_age_max_seconds", "Seconds since the oldest last heartbeat among leased jobs (0 when none)", value=snap.heartbeat_age_max_s
+    )
+    recoveries = CounterMetricFamily("cis490_recoveries", "Attempts the reaper recovered, by kind", labels=["kind"])
+    for kind in RECOVERIES:
+        recoveries.add_metric([kind], snap.stats.get(kind, 0))
+    uploads = CounterMetricFamily("cis490_uploads", "Bundles workers uploaded to the store", value=snap.stats.get(UPLOADS, 0))
+    upload_bytes = CounterMetricFamily("cis490_upload_bytes", "Bytes of the bundles workers uploaded", value=snap.stats.get(UPLOAD_BYTES, 0))
+    return [jobs, queues, workers, leases, age, recoveries, uploads, upload_bytes]
+
+
+class FleetCollector(Collector):
+    """Reads the registry on each scrape; `cis490_up` is 0 (and nothing else is reported) while Redis is away."""
+
+    def __init__(self, registry: Registry, clock: Callable[[], float] = time.time):
+        self.registry = registry
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        start = time.perf_counter()
+        up = GaugeMetricFamily("cis490_up", "1 when the registry in Redis answered this scrape")
+        try:
+            snap = read_snapshot(self.registry, self.clock())
+        except Cis490Error as exc:
+            log.warning("scrape failed: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families(snap)
+        yield GaugeMetricFamily("cis490_scrape_duration_seconds", "Seconds this scrape spent reading the registry", value=time.perf_counter() - start)
+
+
+def serve(registry: Registry, host: str, port: int, ready: Callable[[str], None] = lambda url: None) -> None:
+    """Serve the metrics over HTTP until SIGTERM or SIGINT."""
+    from prometheus_client import start_http_server
+
+    metrics = CollectorRegistry(auto_describe=False)
+    metrics.register(FleetCollector(registry))
+    server, thread = start_http_server(port, addr=host, registry=metrics)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    shown = f"[{host}]" if ":" in host else host
+    ready(f"http://{shown}:{server.server_port}/metrics")
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
