@@ -28,6 +28,7 @@ from .artifacts.client import StoreClient
 from .capability import Capability
 from .config import Settings
 from .errors import BrokerUnavailable, Cis490Error, JobNotFound, StoreError
+from .joblog import LogShipper, parse_event
 from .lifecycle import Lease
 from .registry import JobRecord, Registry
 from .routing import CPU
@@ -54,6 +55,7 @@ class Outcome:
 
 Dispatch = Callable[[JobRecord], None]
 ProgressSink = Callable[[dict[str, Any]], None]
+LineSink = Callable[[str, dict[str, Any] | None], None]
 
 
 class AttemptRunner:
@@ -97,15 +99,29 @@ class AttemptRunner:
             return Outcome(job_id, attempt, "dropped", claimed.reason)
         job = self.registry.get(job_id)
         workdir = self.settings.work_dir / f"{job_id}-{attempt}"
+        shipper = self._shipper(job_id, attempt)
+        outcome: Outcome | None = None
         try:
-            return self._train(job, lease, workdir, wake, device)
+            outcome = self._train(job, lease, workdir, wake, device, shipper.add if shipper else None)
         except StoreError as exc:
-            return self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc))
+            outcome = self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc))
         except BrokerUnavailable:
             raise  # nothing can be recorded now; the reaper requeues the silent lease once Redis is back
         except Exception as exc:
             log.exception("job %s attempt %s failed", job_id, attempt)
-            return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
+            outcome = self._fail(job, lease, lifecycle.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
+        finally:
+            if shipper:
+                shipper.close(*((outcome.status, outcome.detail) if outcome else ("interrupted", "the outcome could not be recorded")))
+        return outcome
+
+    def _shipper(self, job_id: str, attempt: int) -> LogShipper | None:
+        """The attempt's output stream in Redis (None when CIS490_LOG_LINES=0)."""
+        if not self.settings.log_lines:
+            return None
+        return LogShipper(
+            self.registry.url, job_id, attempt, max_lines=self.settings.log_lines, keep_s=self.settings.log_keep_s
+        ).start()
 
     def _vram_shortfall(self, job: JobRecord, wake: threading.Event) -> str:
         """Why this host cannot start a CUDA job now ('' when it can): its VRAM floor is not free.
@@ -126,7 +142,7 @@ class AttemptRunner:
             wake.wait(timeout=min(2.0, self.settings.vram_wait_s))
             wake.clear()
 
-    def _train(self, job: JobRecord, lease: Lease, workdir: Path, wake: threading.Event, device: str) -> Outcome:
+    def _train(self, job: JobRecord, lease: Lease, workdir: Path, wake: threading.Event, device: str, sink: LineSink | None) -> Outcome:
         shutil.rmtree(workdir, ignore_errors=True)
         out = workdir / "out"
         out.mkdir(parents=True)
@@ -147,7 +163,7 @@ class AttemptRunner:
             env={**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())},
             **_new_process_group(),
         )
-        reader = _OutputReader(proc, workdir / "train.log", wake)
+        reader = _OutputReader(proc, workdir / "train.log", wake, sink)
         reader.start()
 
         if not self.registry.start(job.job_id, lease).ok:
@@ -270,13 +286,15 @@ def _exit_failure(rc: int) -> tuple[str, str]:
 
 
 class _OutputReader(threading.Thread):
-    """Reads the trainer's output: progress lines become the latest progress, the rest a tail and a log."""
+    """Reads the trainer's output: progress lines become the latest progress, the rest a tail; every
+    line goes to the local log and to `sink` (the attempt's stream in Redis)."""
 
-    def __init__(self, proc: subprocess.Popen, log_path: Path, wake: threading.Event):
+    def __init__(self, proc: subprocess.Popen, log_path: Path, wake: threading.Event, sink: LineSink | None = None):
         super().__init__(name="cis490-trainer-output", daemon=True)
         self.proc = proc
         self.log_path = log_path
         self.wake = wake
+        self.sink = sink
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.progress: dict[str, Any] | None = None
         self.finished = threading.Event()
@@ -290,7 +308,9 @@ class _OutputReader(threading.Thread):
                     line = raw.decode("utf-8", "replace").rstrip("\n")
                     logf.write(line + "\n")
                     logf.flush()
-                    event = _parse_event(line)
+                    event = parse_event(line)
+                    if self.sink is not None:
+                        self.sink(line, event)
                     if event is not None and event.get("event") == "progress":
                         self.progress = event
                         self.wake.set()
@@ -302,16 +322,6 @@ class _OutputReader(threading.Thread):
             self.wall_s = time.monotonic() - self.started
             self.finished.set()
             self.wake.set()
-
-
-def _parse_event(line: str) -> dict[str, Any] | None:
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and "event" in event else None
 
 
 def _progress_meta(job: JobRecord, lease: Lease, progress: dict[str, Any]) -> dict[str, Any]:

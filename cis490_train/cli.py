@@ -71,6 +71,10 @@ def _cmd_enqueue(args, settings: Settings) -> int:
 def _cmd_status(args, settings: Settings) -> int:
     from .views import counts_line, jobs_table
 
+    if args.watch:
+        return _watch_status(args, settings)
+    if args.interval is not None or args.until_done:
+        raise UsageError("--interval and --until-done go with --watch")
     records = _registry(settings).jobs()
     if args.manifest:
         records = [r for r in records if r.manifest == args.manifest]
@@ -79,6 +83,26 @@ def _cmd_status(args, settings: Settings) -> int:
         return 0
     out.print(jobs_table(records, limit=None if args.all else args.limit))
     return 0
+
+
+def _watch_status(args, settings: Settings) -> int:
+    """Redraw the jobs until Ctrl-C (exit 0) or, with --until-done, until none is pending or running
+    (exit 1 if one of them failed)."""
+    from .lifecycle import FAILED, TERMINAL
+    from .watch import watch
+
+    if args.json:
+        raise UsageError("--json prints one snapshot; use it without --watch")
+    interval = 2.0 if args.interval is None else args.interval
+    if not interval > 0:
+        raise UsageError(f"--interval {args.interval:g}: give a number of seconds above 0 (default 2)")
+    keep = (lambda r: r.manifest == args.manifest) if args.manifest else None
+    done = (lambda records: all(r.status in TERMINAL for r in records)) if args.until_done else None
+    try:
+        records = watch(_registry(settings), out, interval=interval, limit=None if args.all else args.limit, keep=keep, done=done)
+    except KeyboardInterrupt:
+        return 0
+    return 1 if any(r.status == FAILED for r in records) else 0
 
 
 def _record_dict(r) -> dict:
@@ -160,6 +184,45 @@ def _cmd_explain(args, settings: Settings) -> int:
     out.print(f"{record.name} ({record.job_id}) is {record.status}; queue {', '.join(record.queues)}", markup=False)
     for line in lines:
         out.print(f"  {line}", markup=False)
+    return 0
+
+
+def _cmd_logs(args, settings: Settings) -> int:
+    """The trainer's output of one attempt, read from Redis; stdout carries the output lines only."""
+    from . import joblog
+
+    registry = _registry(settings)
+    record = registry.find(args.job)
+    attempt = record.attempt if args.attempt is None else args.attempt
+    if not 1 <= attempt <= record.attempt:
+        raise UsageError(f"--attempt {attempt}: {record.name} ({record.job_id}) has attempts 1 to {record.attempt}")
+    trimmed = registry.log_trimmed(record.job_id, attempt)
+    if trimmed:
+        print(f"[the first {trimmed} entries of attempt {attempt} were dropped: the log keeps the last CIS490_LOG_LINES]", file=sys.stderr)
+    shown = 0
+    try:
+        for _, fields in joblog.read(registry, record.job_id, attempt, follow=args.follow):
+            shown += 1
+            text = joblog.render(fields, progress=args.progress, raw=args.raw)
+            if text is not None:
+                sys.stdout.write(text + "\n")
+            remark = joblog.note(fields, attempt)
+            if remark:
+                sys.stdout.flush()
+                print(remark, file=sys.stderr)
+            if args.follow:
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `logs JOB | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if not shown:
+        status, current = registry.status_of(record.job_id)
+        why = joblog.why_empty(status, current, attempt)
+        print(f"no output recorded for attempt {attempt} of {record.name} ({record.job_id}): {why}", file=sys.stderr)
     return 0
 
 
@@ -527,10 +590,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="only the jobs of this manifest name")
     p.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
     p.add_argument("--all", action="store_true", help="show every job")
+    p.add_argument("--watch", action="store_true", help="redraw the table with progress bars and ETAs until Ctrl-C")
+    p.add_argument("--interval", type=float, metavar="S", help="with --watch: seconds between redraws (default 2)")
+    p.add_argument("--until-done", action="store_true", help="with --watch: stop once no job is pending or running (exit 1 if one failed)")
     p = add("show", _cmd_show, "one job: spec, status, attempts, host, progress, error, artifact")
     p.add_argument("job", help="job id, unique id prefix or job name")
     p = add("explain", _cmd_explain, "why a pending job is not running: each live worker's reason")
     p.add_argument("job", help="job id, unique id prefix or job name")
+    p = add("logs", _cmd_logs, "the trainer's output of a job's current or any past attempt, from any host", json_flag=False)
+    p.add_argument("job", help="job id, unique id prefix or job name")
+    p.add_argument("--attempt", type=int, metavar="N", help="this attempt (default: the current one)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the attempt ends")
+    p.add_argument("--progress", action="store_true", help="also show the progress lines, in words")
+    p.add_argument("--raw", action="store_true", help="print the lines exactly as the trainer wrote them")
     p = add("cancel", _cmd_cancel, "cancel pending or running jobs (a running trainer is stopped); operator credential", json_flag=False)
     p.add_argument("jobs", nargs="*", metavar="JOB")
     p.add_argument("--model", help="every unfinished job of this model")

@@ -60,6 +60,8 @@ class Settings:
     stale_after_s: float
     vram_wait_s: float
     max_upload_bytes: int
+    log_lines: int = 10_000
+    log_keep_s: float = 7 * 86400.0
     operator_password: str | None = None
     worker_password: str | None = None
     trainer_wrapper: tuple[str, ...] = ()
@@ -95,6 +97,8 @@ class Settings:
             stale_after_s=stale,
             vram_wait_s=_number(env, "CIS490_VRAM_WAIT_S", 30.0, 0.0),
             max_upload_bytes=_number(env, "CIS490_STORE_MAX_BYTES", 64 << 30, 1, int),
+            log_lines=_number(env, "CIS490_LOG_LINES", 10_000, 0, int),
+            log_keep_s=_number(env, "CIS490_LOG_KEEP_S", 7 * 86400.0, 1),
             operator_password=env.get("CIS490_OPERATOR_PASSWORD") or None,
             worker_password=env.get("CIS490_WORKER_PASSWORD") or None,
             trainer_wrapper=_command(env, "CIS490_TRAINER_WRAPPER"),

@@ -109,6 +109,11 @@ def _attempts_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:attempts"
 
 
+def log_key(job_id: str, attempt: int) -> str:
+    """The stream of one attempt's trainer output (worker-writable, like the rest of the job's state)."""
+    return f"{PREFIX}job:{job_id}:log:{attempt}"
+
+
 def _spec_key(job_id: str) -> str:
     return f"{PREFIX}op:spec:{job_id}"
 
@@ -609,6 +614,17 @@ class Registry:
                 records.append(JobRecord.from_redis(job_id, fields, spec_json))
         return records
 
+    def versions(self, ids: Iterable[str] | None = None) -> dict[str, tuple[str | None, ...]]:
+        """Per job, fields that change whenever its record does (a transition, a heartbeat, a re-routing
+        enqueue): a live view re-reads only the jobs whose version moved."""
+        ids = self.job_ids() if ids is None else list(ids)
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(_state_key(job_id), "updated_at", "heartbeat_at", "digest")
+            raw = pipe.execute()
+        return {job_id: tuple(v) for job_id, v in zip(ids, raw) if any(v)}
+
     def find(self, key: str) -> JobRecord:
         """A job by id, unique id prefix or name."""
         ids = self.job_ids()
@@ -640,6 +656,29 @@ class Registry:
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         with self._guard():
             return [json.loads(x) for x in self.r.lrange(_attempts_key(job_id), 0, -1)]
+
+    def log_entries(
+        self, job_id: str, attempt: int, after: str = "0-0", count: int = 1000, block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Up to `count` entries of an attempt's output stream after the entry id `after`; with
+        `block_ms`, wait up to that long for one to arrive."""
+        key = log_key(job_id, attempt)
+        with self._guard():
+            if block_ms is None:
+                return list(self.r.xrange(key, min=f"({after}", max="+", count=count))
+            got = self.r.xread({key: after}, count=count, block=block_ms)
+        if isinstance(got, dict):  # RESP3 replies map stream -> [entries]
+            return [entry for batches in got.values() for batch in batches for entry in batch]
+        return [entry for _, entries in got or () for entry in entries]
+
+    def log_trimmed(self, job_id: str, attempt: int) -> int:
+        """How many entries the attempt's capped stream has dropped from its head."""
+        key = log_key(job_id, attempt)
+        with self._guard():
+            if not self.r.exists(key):
+                return 0
+            info = self.r.xinfo_stream(key)
+        return max(0, int(info.get("entries-added") or 0) - int(info.get("length") or 0))
 
     # --- queue classes and host policies ---------------------------------------------
 

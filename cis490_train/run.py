@@ -11,11 +11,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.live import Live
 
 from .capability import Capability
 from .config import Settings
@@ -25,9 +23,11 @@ from .lifecycle import COMPLETED, TERMINAL
 from .manifest import Manifest
 from .registry import Registry
 from .routing import CPU, CUDA, QueueClass, ineligibility
-from .views import jobs_table, leaderboard_rows, results_table
+from .views import leaderboard_rows, results_table
+from .watch import watch
 
 POLL_S = 0.5
+LIVE_ROWS = 40
 
 
 def ensure_dataset(settings: Settings, console: Console) -> Path:
@@ -108,8 +108,7 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
 
 
 def _watch(registry: Registry, ids: list[str], runnable: list[str], fleet: list[WorkerProcess], console: Console):
-    """Poll the registry until every runnable job has ended; a live table on a terminal, lines otherwise."""
-    seen: dict[str, str] = {}
+    """Poll the registry until every runnable job has ended; the live view on a terminal, lines otherwise."""
 
     def finished(records) -> bool:
         states = {r.job_id: r.status for r in records}
@@ -119,23 +118,4 @@ def _watch(registry: Registry, ids: list[str], runnable: list[str], fleet: list[
         if not any(w.alive for w in fleet):
             raise EmbeddedRunError(f"every worker exited; see {fleet[0].log}")
 
-    if console.is_terminal:
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            while True:
-                records = registry.jobs(ids)
-                live.update(jobs_table(records, limit=40))
-                if finished(records):
-                    return records
-                check_workers()
-                time.sleep(POLL_S)
-    while True:
-        records = registry.jobs(ids)
-        for r in records:
-            if seen.get(r.job_id) != r.status:
-                host = f" on {r.host}" if r.host else ""
-                console.print(f"{r.name}: {r.status}{host}", markup=False)
-                seen[r.job_id] = r.status
-        if finished(records):
-            return records
-        check_workers()
-        time.sleep(POLL_S)
+    return watch(registry, console, interval=POLL_S, limit=LIVE_ROWS, ids=ids, done=finished, check=check_workers, hint="Ctrl-C stops the run")

@@ -86,6 +86,9 @@ def test_a_worker_runs_jobs_under_the_worker_user(fleet_env, acl_redis, store, s
     assert ops.stats() == {"uploads": 1, "upload_bytes": done.result["bundle_bytes"]}
     snapshot = read_snapshot(Registry(urls[WORKER]), time.time())
     assert snapshot.jobs["completed"] == 1 and snapshot.stats["upload_bytes"] == done.result["bundle_bytes"]
+    # The worker user may write the attempt's output stream too (it lives under cis490:job:).
+    log = wait_for(lambda: (e := [f for _, f in ops.log_entries(done.job_id, 1)]) and "end" in e[-1] and e, 10, "the log's end entry")
+    assert log[-1]["end"] == "completed" and any('"event": "start"' in f.get("line", "") for f in log)
 
 
 def test_only_json_is_accepted(fleet_env, registry, redis_url, store, start_worker, tmp_path):

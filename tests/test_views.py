@@ -1,0 +1,159 @@
+"""The live view's pure parts: progress fractions, ETAs, bars, the redrawn table; `logs` rendering."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+from rich.console import Console
+
+from cis490_train import joblog
+from cis490_train.manifest import JobSpec
+from cis490_train.registry import JobRecord
+from cis490_train.views import eta_seconds, jobs_table, progress_bar, progress_fraction, status_changes, watch_view
+
+NOW = 10_000.0
+TRAIN = {
+    "event": "progress",
+    "phase": "train",
+    "epoch": 3,
+    "epochs": 10,
+    "step": 35,
+    "steps": 100,
+    "loss": 0.41,
+    "metric": 0.712,
+    "metric_name": "val_macro_f1",
+    "eta_s": 40.0,
+    "elapsed_s": 20.0,
+}
+
+
+def record(name: str, status: str = "running", progress: dict | None = None, **fields) -> JobRecord:
+    spec = JobSpec(name=name, model="mlp", split_recipe="sample", seed=zlib.crc32(name.encode()))
+    defaults = dict(host="box", heartbeat_at=NOW - 2, started_at=NOW - 30)
+    defaults.update(fields)
+    return JobRecord(
+        job_id=spec.job_id,
+        spec=spec,
+        status=status,
+        attempt=1,
+        starts=1,
+        max_attempts=3,
+        queue="cpu.mlp",
+        broker_priority=0,
+        manifest="m",
+        progress=progress or {},
+        **defaults,
+    )
+
+
+def text(renderable, width: int = 220) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_fraction_counts_steps_where_the_trainer_gives_them_else_epochs():
+    assert progress_fraction(TRAIN) == 0.35
+    assert progress_fraction({"epoch": 4, "epochs": 8}) == 0.5
+    assert progress_fraction({"step": 0, "steps": 50}) == 0.0
+    assert progress_fraction({"phase": "evaluate"}) is None
+    assert progress_fraction({"epoch": 12, "epochs": 10}) == 1.0
+
+
+def test_eta_is_the_trainers_own_aged_by_the_time_since_its_heartbeat():
+    assert eta_seconds(record("a", progress=TRAIN, heartbeat_at=NOW - 5), NOW) == 35.0
+    assert eta_seconds(record("a", progress=TRAIN, heartbeat_at=NOW - 60), NOW) == 0.0
+
+
+def test_eta_without_one_from_the_trainer_is_estimated_from_elapsed_over_fraction():
+    no_eta = {**TRAIN, "eta_s": None}
+    # 20 s elapsed at the last heartbeat, 2 s since: 22 s for 35 %, so 22 * 0.65 / 0.35 left.
+    assert abs(eta_seconds(record("a", progress=no_eta), NOW) - 22 * 0.65 / 0.35) < 1e-9
+    # No elapsed time in the progress either: since the job started.
+    bare = {"epoch": 1, "epochs": 4}
+    assert abs(eta_seconds(record("a", progress=bare, started_at=NOW - 30), NOW) - 90.0) < 1e-9
+
+
+def test_no_eta_for_jobs_that_do_not_train_or_say_nothing_measurable():
+    assert eta_seconds(record("a", "pending", progress=TRAIN), NOW) is None
+    assert eta_seconds(record("a", "completed", progress=TRAIN), NOW) is None
+    assert eta_seconds(record("a", progress={"phase": "data", "eta_s": None}), NOW) is None
+
+
+def test_bar_fills_with_the_fraction():
+    assert progress_bar(0.0).plain == "─" * 12
+    assert progress_bar(0.5).plain == "━" * 6 + "─" * 6
+    assert progress_bar(1 / 24).plain == "╸" + "─" * 11
+    assert progress_bar(1.0).plain == "━" * 12
+
+
+def test_live_table_shows_a_bar_the_progress_in_words_and_an_eta_per_running_job():
+    records = [
+        record("waiting", "pending"),
+        record("training", progress=TRAIN, heartbeat_at=NOW - 10),
+        record("broken", "failed", error="trainer exited with code 2\nTraceback ..."),
+        record("loading", progress={"phase": "data"}),
+    ]
+    out = text(watch_view(records, now=NOW, limit=50, interval=1.5))
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
+    assert "━━━━────────" in rows["training"] and "35% train 3/10, loss 0.41, val_macro_f1 0.712" in rows["training"]
+    assert "30.0s" in rows["training"]  # 40 s from the trainer, 10 s ago
+    assert "━" not in rows["waiting"] and "─" not in rows["waiting"]
+    assert "trainer exited with code 2" in rows["broken"] and "Traceback" not in rows["broken"]
+    assert "data" in rows["loading"] and "━" not in rows["loading"]
+    assert "eta" in out.splitlines()[2] and "every 1.5s" in out
+    assert out.index("training") < out.index("broken") < out.index("waiting")
+
+
+def test_live_table_keeps_the_row_limit_and_counts_every_job():
+    records = [record(f"job{i:03d}", "pending") for i in range(120)] + [record("busy", progress=TRAIN)]
+    out = text(watch_view(records, now=NOW, limit=50))
+    assert "121 jobs: 120 pending, 1 running" in out
+    assert "71 more jobs not shown" in out
+    assert out.count("│ job") == 49 and "busy" in out
+
+
+def test_plain_table_is_unchanged_by_the_live_view():
+    out = text(jobs_table([record("training", progress=TRAIN)], now=NOW))
+    assert "train 3/10, loss 0.41, val_macro_f1 0.712, eta 40.0s" in out
+    assert "━━━━────" not in out and "│ eta" not in out.replace("┃ eta", "")
+
+
+def test_status_changes_name_each_job_once_per_change():
+    seen: dict[str, str] = {}
+    assert status_changes([record("a", "pending"), record("b", "pending")], seen) == ["a: pending on box", "b: pending on box"]
+    assert status_changes([record("a", "pending"), record("b", "pending")], seen) == []
+    assert status_changes([record("a", "running"), record("b", "pending", host="")], seen) == ["a: running on box"]
+
+
+def line(obj: dict) -> dict[str, str]:
+    return {joblog.LINE: json.dumps(obj)}
+
+
+def test_logs_render_protocol_lines_in_words_and_other_output_as_it_is():
+    start = {"event": "start", "model": "mlp", "mode": "oracle", "split_recipe": "time", "seed": 3, "threads": 1, "pid": 77}
+    assert joblog.render(line(start)) == "start: mlp / oracle / split time, seed 3, 1 thread, pid 77"
+    assert joblog.render(line({"event": "done", "report": "report.json"})) == "done: wrote report.json"
+    assert joblog.render(line({"event": "error", "error": "bad", "exit_code": 2})) == "error: bad (exit code 2)"
+    assert joblog.render({joblog.LINE: "UserWarning: something {odd}"}) == "UserWarning: something {odd}"
+    assert joblog.render({joblog.LINE: "{not json"}) == "{not json"
+
+
+def test_logs_hide_progress_lines_unless_asked_and_raw_prints_them_verbatim():
+    assert joblog.render(line(TRAIN)) is None
+    assert joblog.render(line(TRAIN), progress=True) == "progress: train 3/10, loss 0.41, val_macro_f1 0.712, eta 40.0s"
+    assert joblog.render(line(TRAIN), raw=True) == json.dumps(TRAIN)
+    assert joblog.render({joblog.END: "completed", joblog.DETAIL: ""}) is None
+
+
+def test_logs_notes_say_what_was_lost_and_how_the_attempt_ended():
+    assert joblog.note({joblog.LOST: "12"}, 1).startswith("[12 lines not kept")
+    assert joblog.note({joblog.END: "failed", joblog.DETAIL: "trainer_error: exit 2\ntail"}, 2) == "[attempt 2 ended: failed: trainer_error: exit 2]"
+    assert joblog.note({joblog.LINE: "x"}, 1) is None
+
+
+def test_why_a_log_is_empty():
+    assert joblog.why_empty("pending", 2, 2) == "it has not started yet"
+    assert joblog.why_empty("running", 2, 2) == "the trainer has printed nothing yet"
+    assert "CIS490_LOG_KEEP_S" in joblog.why_empty("running", 3, 2)
