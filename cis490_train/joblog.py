@@ -2,7 +2,7 @@
 
 Each attempt has a capped stream, `cis490:job:<id>:log:<attempt>`, beside its
 `train.log` in the work directory. A `LogShipper` appends to it from a thread of
-its own, in pipelined batches over its own connection, so neither a chatty
+its own, in batches (one Lua call per thousand lines) over its own connection, so neither a chatty
 trainer nor the heartbeat ever waits on Redis, and a Redis outage costs log
 lines (counted, and said so in the stream), never the attempt.
 
@@ -31,12 +31,36 @@ log = logging.getLogger("cis490.joblog")
 
 LINE, LOST, END, DETAIL = "line", "lost", "end", "detail"
 FLUSH_S = 0.2  # a line reaches Redis this long after the trainer printed it, at most (when Redis is well)
-BATCH_LINES = 500  # or sooner, once this many wait
+BATCH_LINES = 1000  # or sooner, once this many wait
 RETRY_S = 1.0  # after a failed write, wait this long before the next try
 CLOSE_WAIT_S = 5.0  # the attempt waits at most this long for its last lines to be written
 PROGRESS_EVERY_S = 10.0  # a progress line that says nothing new is kept once per this long
 PAGE = 1000
 END_GRACE_S = 5.0  # `logs -f`: after the attempt is over, wait this long for its end entry
+
+# Append a batch in one command: ARGV = cap, ttl, then entries as (field count, field, value, ...);
+# a lone `line` field holds many lines joined by newlines, one stream entry each. Packing one
+# string per batch instead of one XADD per line keeps the shipping thread off the GIL the trainer's
+# output reader needs.
+_APPEND = """
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  if n == 1 and ARGV[i + 1] == 'line' then
+    local text, from = ARGV[i + 2], 1
+    while true do
+      local nl = string.find(text, '\\n', from, true)
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'line', string.sub(text, from, (nl or 0) - 1))
+      if not nl then break end
+      from = nl + 1
+    end
+  else
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, i + 1, i + 2 * n))
+  end
+  i = i + 1 + 2 * n
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
 
 Entry = tuple[str, dict[str, str]]
 
@@ -56,8 +80,10 @@ class LogShipper:
     """Appends one attempt's output lines to its Redis stream, capped at `max_lines` (approximately)
     and expiring `keep_s` after its last line.
 
-    Progress lines are thinned: one is kept when the phase, the epoch or the validation score
-    changes, and otherwise once per PROGRESS_EVERY_S (the trainer repeats its state every second).
+    `add` only appends to a deque (thread-safe on its own); the shipping thread alone takes from it,
+    trims it to the cap and counts what it dropped. Progress lines are thinned: one is kept when the
+    phase, the epoch or the validation score changes, and otherwise once per PROGRESS_EVERY_S (the
+    trainer repeats its state every second).
     """
 
     def __init__(
@@ -77,9 +103,9 @@ class LogShipper:
         self.flush_s = flush_s
         self.clock = clock
         self.client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5)
-        self._pending: deque[dict[str, str]] = deque()
+        self._append = self.client.register_script(_APPEND)
+        self._pending: deque[str | dict[str, str]] = deque()  # a line, or the end entry
         self._lost = 0
-        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._failing = False
@@ -100,11 +126,13 @@ class LogShipper:
         """Queue one output line (`event`: its parsed protocol object, if any). Never blocks on Redis."""
         if event is not None and event.get("event") == "progress" and not self._keep_progress(event):
             return
-        self._queue({LINE: line})
+        self._pending.append(line)
+        if len(self._pending) >= BATCH_LINES and not self._wake.is_set():
+            self._wake.set()
 
     def close(self, outcome: str, detail: str = "") -> None:
         """Write what is queued and the end entry; give up after CLOSE_WAIT_S."""
-        self._queue({END: outcome, DETAIL: detail})
+        self._pending.append({END: outcome, DETAIL: detail})
         self._closing.set()
         self._wake.set()
         self._thread.join(timeout=CLOSE_WAIT_S)
@@ -120,20 +148,6 @@ class LogShipper:
         self._progress_key, self._progress_at = key, now
         return True
 
-    def _queue(self, fields: dict[str, str]) -> None:
-        with self._lock:
-            self._pending.append(fields)
-            self._trim()
-            full = len(self._pending) >= BATCH_LINES
-        if full:
-            self._wake.set()
-
-    def _trim(self) -> None:
-        """Keep at most `max_lines` waiting (the oldest go first, as in the stream); call with the lock held."""
-        while len(self._pending) > self.max_lines:
-            self._pending.popleft()
-            self._lost += 1
-
     def _run(self) -> None:
         while True:
             closing = self._closing.is_set()
@@ -146,29 +160,43 @@ class LogShipper:
             if not ok:
                 self._closing.wait(RETRY_S)
 
+    def _take(self) -> list[str | dict[str, str]]:
+        """Everything queued, oldest first, less what is over the cap (counted as lost)."""
+        batch = [self._pending.popleft() for _ in range(len(self._pending))]
+        over = len(batch) - self.max_lines
+        if over > 0:
+            self._lost += over
+            batch = batch[over:]
+        return batch
+
     def _flush(self) -> bool:
-        with self._lock:
-            batch, lost = list(self._pending), self._lost
-            self._pending.clear()
-            self._lost = 0
-        if not batch and not lost:
+        batch = self._take()
+        if not batch and not self._lost:
             return True
-        entries = ([{LOST: str(lost)}] if lost else []) + batch
+        args: list[str | int] = [self.max_lines, self.keep_s]
+        if self._lost:
+            args += [1, LOST, self._lost]
+        lines: list[str] = []
+        for item in batch + [{}]:
+            if isinstance(item, str):
+                lines.append(item)
+                continue
+            if lines:
+                args += [1, LINE, "\n".join(lines)]
+                lines = []
+            if item:
+                args.append(len(item))
+                for pair in item.items():
+                    args.extend(pair)
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for fields in entries:
-                pipe.xadd(self.key, fields, maxlen=self.max_lines, approximate=True)
-            pipe.expire(self.key, self.keep_s)
-            pipe.execute()
+            self._append(keys=[self.key], args=args)
         except redis.RedisError as exc:
-            with self._lock:
-                self._pending.extendleft(reversed(batch))
-                self._lost += lost
-                self._trim()
+            self._pending.extendleft(reversed(batch))
             if not self._failing:
                 log.warning("log %s: cannot write to Redis (%s); lines wait, the attempt carries on", self.key, exc)
                 self._failing = True
             return False
+        self._lost = 0
         if self._failing:
             log.info("log %s: writing to Redis again", self.key)
             self._failing = False
