@@ -212,6 +212,7 @@ def _cmd_logs(args, settings: Settings) -> int:
                 print(remark, file=sys.stderr)
             if args.follow:
                 sys.stdout.flush()
+        sys.stdout.flush()
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # `logs JOB | head`: the reader has what it wanted

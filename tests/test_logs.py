@@ -150,6 +150,16 @@ def test_status_watch_draws_a_bar_in_a_terminal_and_exits_0_on_ctrl_c(fleet_env,
     assert "Traceback" not in _plain(seen) and "KeyboardInterrupt" not in _plain(seen)
 
 
+def test_status_watch_refuses_bad_arguments_in_one_line(fleet_env):
+    for args, message in (
+        (("--watch", "--interval", "0"), "--interval 0: give a number of seconds above 0"),
+        (("--until-done",), "--interval and --until-done go with --watch"),
+        (("--watch", "--json"), "--json prints one snapshot"),
+    ):
+        proc = cli(fleet_env, "status", *args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def _plain(raw: bytes) -> str:
     """Terminal output without its escape sequences."""
     import re
