@@ -36,3 +36,13 @@ def test_bad_values_name_the_variable(env, needle):
 def test_trainer_wrapper_is_split_like_a_shell_would():
     s = Settings.from_env({"CIS490_TRAINER_WRAPPER": "systemd-run --scope -p 'MemoryMax=32G' nice -n 10"})
     assert s.trainer_wrapper == ("systemd-run", "--scope", "-p", "MemoryMax=32G", "nice", "-n", "10")
+
+
+def test_trainer_log_settings_default_and_refuse_bad_values():
+    s = Settings.from_env({})
+    assert (s.log_lines, s.log_keep_s) == (10_000, 7 * 86400.0)
+    assert Settings.from_env({"CIS490_LOG_LINES": "0"}).log_lines == 0
+    for env, needle in (({"CIS490_LOG_LINES": "-1"}, "CIS490_LOG_LINES='-1' must be >= 0"), ({"CIS490_LOG_KEEP_S": "0"}, "CIS490_LOG_KEEP_S='0' must be >= 1")):
+        with pytest.raises(ConfigError) as err:
+            Settings.from_env(env)
+        assert needle in str(err.value)
