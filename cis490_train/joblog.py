@@ -2,7 +2,7 @@
 
 Each attempt has a capped stream, `cis490:job:<id>:log:<attempt>`, beside its
 `train.log` in the work directory. A `LogShipper` appends to it from a thread of
-its own, in batches (one Lua call per thousand lines) over its own connection, so neither a chatty
+its own, one script call per batch over its own connection, so neither a chatty
 trainer nor the heartbeat ever waits on Redis, and a Redis outage costs log
 lines (counted, and said so in the stream), never the attempt.
 
