@@ -69,19 +69,26 @@ def _cmd_enqueue(args, settings: Settings) -> int:
 
 
 def _cmd_status(args, settings: Settings) -> int:
-    from .views import counts_line, jobs_table
+    from .views import counts_line, counts_of, display_order, jobs_table
 
     if args.watch:
         return _watch_status(args, settings)
     if args.interval is not None or args.until_done:
         raise UsageError("--interval and --until-done go with --watch")
-    records = _registry(settings).jobs()
-    if args.manifest:
-        records = [r for r in records if r.manifest == args.manifest]
-    if args.json:
-        _print_json({"counts": counts_line(records), "jobs": [_record_dict(r) for r in records]})
+    if args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: give a number of rows above 0 (--all shows every job)")
+    registry = _registry(settings)
+    if args.json or args.all:
+        records = registry.jobs()
+        if args.manifest:
+            records = [r for r in records if r.manifest == args.manifest]
+        if args.json:
+            _print_json({"counts": counts_line(records), "jobs": [_record_dict(r) for r in records]})
+        else:
+            out.print(jobs_table(records))
         return 0
-    out.print(jobs_table(records, limit=None if args.all else args.limit))
+    shown, statuses = registry.first_jobs(display_order, args.limit, args.manifest)
+    out.print(jobs_table(shown, title=counts_of(statuses), hidden=len(statuses) - len(shown)))
     return 0
 
 

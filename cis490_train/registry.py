@@ -625,6 +625,20 @@ class Registry:
             raw = pipe.execute()
         return {job_id: tuple(v) for job_id, v in zip(ids, raw) if any(v)}
 
+    def first_jobs(self, order: Callable[[str, int, str], Any], limit: int, manifest: str | None = None) -> tuple[list[JobRecord], list[str]]:
+        """The first `limit` jobs by `order(status, priority, name)` and every job's status: a status page
+        over 10,000 jobs reads four fields of each and whole records of the rows it shows."""
+        ids = self.job_ids()
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(_state_key(job_id), "status", "priority", "name", "manifest")
+            rows = [(job_id, *row) for job_id, row in zip(ids, pipe.execute()) if row[0] is not None]
+        if manifest is not None:
+            rows = [row for row in rows if row[4] == manifest]
+        rows.sort(key=lambda row: order(row[1], int(row[2] or 0), row[3] or ""))
+        return self.jobs(row[0] for row in rows[:limit]), [row[1] for row in rows]
+
     def find(self, key: str) -> JobRecord:
         """A job by id, unique id prefix or name."""
         ids = self.job_ids()

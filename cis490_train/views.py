@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -25,9 +26,14 @@ METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
 def counts_line(records: list[JobRecord]) -> str:
-    counts = Counter(r.status for r in records)
+    return counts_of(r.status for r in records)
+
+
+def counts_of(statuses: Iterable[str]) -> str:
+    counts = Counter(statuses)
     parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
-    return f"{len(records)} jobs: " + (", ".join(parts) if parts else "none")
+    total = sum(counts.values())
+    return f"{total} job{'s' if total != 1 else ''}: " + (", ".join(parts) if parts else "none")
 
 
 def progress_text(r: JobRecord) -> str:
@@ -126,18 +132,30 @@ def _duration(seconds: float | None) -> str:
 _STATUS_ORDER = {s: i for i, s in enumerate(("running", "claimed", "failed", "pending", "completed", "cancelled"))}
 
 
-def jobs_table(records: list[JobRecord], now: float | None = None, limit: int | None = None, bars: bool = False) -> Table:
+def display_order(status: str, priority: int, name: str) -> tuple[int, int, str]:
+    """Running and failed jobs first, then by priority and name."""
+    return (_STATUS_ORDER.get(status, 9), -priority, name)
+
+
+def jobs_table(
+    records: list[JobRecord],
+    now: float | None = None,
+    limit: int | None = None,
+    bars: bool = False,
+    title: str | None = None,
+    hidden: int = 0,
+) -> Table:
     """The jobs, running and failed first; with `limit`, only that many rows and a line saying so.
 
-    With `bars` (the live view), progress is a bar with an ETA column beside it.
+    With `bars` (the live view), progress is a bar with an ETA column beside it. A caller that
+    read only the first rows passes the whole registry's `title` and the number of rows it left out.
     """
     now = time.time() if now is None else now
-    ordered = sorted(records, key=lambda r: (_STATUS_ORDER.get(r.status, 9), -r.spec.priority, r.name))
-    hidden = 0
+    ordered = sorted(records, key=lambda r: display_order(r.status, r.spec.priority, r.name))
     if limit is not None and len(ordered) > limit:
-        ordered, hidden = ordered[:limit], len(ordered) - limit
+        ordered, hidden = ordered[:limit], hidden + len(ordered) - limit
     caption = f"{hidden} more job{'s' if hidden != 1 else ''} not shown (--all lists every job)" if hidden else None
-    table = Table(title=counts_line(records), title_justify="left", caption=caption, caption_justify="left")
+    table = Table(title=title or counts_line(records), title_justify="left", caption=caption, caption_justify="left")
     columns = ("job", "id", "model", "mode", "split", "status", "try", "host", "progress", *(("eta",) if bars else ()), "beat")
     for col in columns:
         table.add_column(col, no_wrap=col in ("id", "status", "eta"))

@@ -127,10 +127,17 @@ def test_chaos(fleet_env, chaos_redis, store, start_worker, tmp_path):
     by_job = {}
     for row in index:
         by_job.setdefault(row["job_id"], []).append(row)
+    orphans = 0
     for r in records:
         attempts = registry.attempts(r.job_id)
         assert [a["outcome"] for a in attempts].count("completed") == 1, (r.name, attempts)
-        assert len(by_job.get(r.job_id, [])) == 1, (r.name, by_job.get(r.job_id))
-        assert by_job[r.job_id][0]["artifact_id"] == r.artifact_id and by_job[r.job_id][0]["attempt"] == r.attempt
-    assert len(index) == JOBS
+        committed = [row for row in by_job.get(r.job_id, []) if row["artifact_id"] == r.artifact_id]
+        assert len(committed) == 1 and committed[0]["attempt"] == r.attempt, (r.name, by_job.get(r.job_id))
+        # A worker lost between its upload and its commit leaves that upload behind; the attempt is
+        # recorded as lost and the job is trained again. Nothing else may leave a second artifact.
+        lost = {a["attempt"] for a in attempts if a.get("failure") == "worker_lost"}
+        extra = [row for row in by_job.get(r.job_id, []) if row["artifact_id"] != r.artifact_id]
+        assert all(row["attempt"] in lost for row in extra), (r.name, extra, attempts)
+        orphans += len(extra)
+    assert len(index) == JOBS + orphans and orphans <= kills + 1  # a kill, or the Redis restart outlasting a lease
     assert trainer_processes(fleet_env["CIS490_WORK_DIR"]) == []

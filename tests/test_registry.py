@@ -147,3 +147,21 @@ def test_unreachable_redis_is_one_clear_error():
     with pytest.raises(BrokerUnavailable) as info:
         Registry(url).ping()
     assert f"127.0.0.1" in str(info.value) and "secret" not in str(info.value)
+
+
+def test_first_jobs_reads_the_rows_a_status_page_shows_and_every_status(registry):
+    from cis490_train.views import display_order
+
+    specs = [spec(f"j{i}", priority=i % 3) for i in range(12)]
+    registry.apply([(s, QueueClass.for_job(s).name, 0) for s in specs], "m")
+    registry.apply(plans(spec("other")), "n")
+    running = specs[4]
+    lease = Lease(1, "w@h", "h")
+    assert registry.claim(running.job_id, lease).ok and registry.start(running.job_id, lease).ok
+
+    shown, statuses = registry.first_jobs(display_order, 4, manifest="m")
+    assert sorted(statuses) == ["pending"] * 11 + ["running"]
+    everything = sorted(registry.jobs(), key=lambda r: display_order(r.status, r.spec.priority, r.name))
+    expected = [r.job_id for r in everything if r.manifest == "m"][:4]
+    assert [r.job_id for r in shown] == expected and shown[0].job_id == running.job_id
+    assert [r.spec.priority for r in shown[1:]] == [2, 2, 2]
