@@ -327,11 +327,7 @@ class Registry:
 
     def existing(self, ids: Iterable[str]) -> list[Existing | None]:
         """What an apply looks at for each job (None: not in the registry), in one pipelined read."""
-        with self._guard():
-            pipe = self.r.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hmget(_state_key(job_id), "status", "digest", "attempt", "sent")
-            rows = pipe.execute()
+        rows = self._fields(list(ids), "status", "digest", "attempt", "sent")
         return [
             None if status is None else Existing(status, digest or "", int(attempt or 0), sent != "0")
             for status, digest, attempt, sent in rows
@@ -618,22 +614,14 @@ class Registry:
         """Per job, fields that change whenever its record does (a transition, a heartbeat, a re-routing
         enqueue): a live view re-reads only the jobs whose version moved."""
         ids = self.job_ids() if ids is None else list(ids)
-        with self._guard():
-            pipe = self.r.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hmget(_state_key(job_id), "updated_at", "heartbeat_at", "digest")
-            raw = pipe.execute()
-        return {job_id: tuple(v) for job_id, v in zip(ids, raw) if any(v)}
+        rows = self._fields(ids, "updated_at", "heartbeat_at", "digest")
+        return {job_id: tuple(v) for job_id, v in zip(ids, rows) if any(v)}
 
     def first_jobs(self, order: Callable[[str, int, str], Any], limit: int, manifest: str | None = None) -> tuple[list[JobRecord], list[str]]:
         """The first `limit` jobs by `order(status, priority, name)` and every job's status: a status page
         over 10,000 jobs reads four fields of each and whole records of the rows it shows."""
         ids = self.job_ids()
-        with self._guard():
-            pipe = self.r.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hmget(_state_key(job_id), "status", "priority", "name", "manifest")
-            rows = [(job_id, *row) for job_id, row in zip(ids, pipe.execute()) if row[0] is not None]
+        rows = [(job_id, *row) for job_id, row in zip(ids, self._fields(ids, "status", "priority", "name", "manifest")) if row[0] is not None]
         if manifest is not None:
             rows = [row for row in rows if row[4] == manifest]
         rows.sort(key=lambda row: order(row[1], int(row[2] or 0), row[3] or ""))
@@ -647,7 +635,7 @@ class Registry:
         prefixed = [i for i in ids if i.startswith(key)] if len(key) >= 4 else []
         if len(prefixed) == 1:
             return self.get(prefixed[0])
-        named = [job_id for job_id, name in self._field_of(ids, "name").items() if name == key]
+        named = [job_id for job_id, (name,) in zip(ids, self._fields(ids, "name")) if name == key]
         if len(named) == 1:
             return self.get(named[0])
         if len(prefixed) > 1 or len(named) > 1:
@@ -657,15 +645,17 @@ class Registry:
 
     def manifest_of(self, ids: Iterable[str] | None = None) -> dict[str, str]:
         """Each job's manifest name, for cheap orphan checks."""
-        return self._field_of(self.job_ids() if ids is None else list(ids), "manifest")
+        ids = self.job_ids() if ids is None else list(ids)
+        return {job_id: manifest for job_id, (manifest,) in zip(ids, self._fields(ids, "manifest"))}
 
-    def _field_of(self, ids: list[str], name: str) -> dict[str, str]:
-        """One field of each job: a scan of 10,000 jobs costs one pipelined round trip, not 10,000 records."""
+    def _fields(self, ids: list[str], *names: str) -> list[list[str | None]]:
+        """A few fields of each job, in `ids` order: a scan of 10,000 jobs costs one pipelined round
+        trip, not 10,000 records."""
         with self._guard():
             pipe = self.r.pipeline(transaction=False)
             for job_id in ids:
-                pipe.hget(_state_key(job_id), name)
-            return dict(zip(ids, pipe.execute()))
+                pipe.hmget(_state_key(job_id), *names)
+            return pipe.execute()
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         with self._guard():
