@@ -205,9 +205,9 @@ class AttemptRunner:
                 attempt=lease.attempt,
                 host=lease.host,
             )
-        self.registry.record_upload(bundle.size)
         result = _result_summary(report, job, lease, bundle.size, reader.wall_s)
         done = self.registry.complete(job.job_id, lease, bundle.sha256, result)
+        self.registry.record_upload(bundle.size)  # after the commit: nothing may widen the upload-to-commit window
         if not done.ok and self.registry.get(job.job_id).artifact_id != bundle.sha256:
             log.warning("job %s attempt %s: artifact %s uploaded but not recorded: %s", job.job_id, lease.attempt, bundle.sha256, done.reason)
             return Outcome(job.job_id, lease.attempt, "lease_lost", done.reason, bundle.sha256)
