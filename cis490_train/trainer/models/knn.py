@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Model, ModelConfig, Part, Progress, ProgressCallback
-from .torch_loop import Scaler, load_payload, macro_f1, save_payload, setup, torch
+from .base import ModelConfig, Part, Progress, ProgressCallback
+from .torch_loop import Scaler, TorchModel, load_payload, macro_f1, save_payload, setup, torch
 
 FORMAT = 1
 QUERY_BATCH = 1024  # query rows per distance block: the block is QUERY_BATCH x training rows
@@ -21,7 +21,7 @@ METRICS = ("euclidean", "manhattan", "cosine")
 WEIGHTS = ("uniform", "distance")
 
 
-class KNNModel(Model):
+class KNNModel(TorchModel):
     name = "knn"
     inputs = "summary"
     weights_file = "model.pt"
@@ -31,7 +31,6 @@ class KNNModel(Model):
         self.scaler: Scaler | None = None
         self.x = None
         self.y = None
-        self.info: dict = {}
 
     def _settings(self) -> tuple[int, str, str]:
         h = self.config.hyper
@@ -48,9 +47,6 @@ class KNNModel(Model):
     def _memorise(self, features: np.ndarray, y: np.ndarray) -> None:
         self.x = self.scaler.tensor(features, self.config.device)
         self.y = torch.from_numpy(y.astype(np.int64)).to(self.config.device)
-
-    def fit_info(self) -> dict:
-        return dict(self.info)
 
     def votes(self, features: np.ndarray) -> np.ndarray:
         """Per-row class vote shares, [n, n_classes], summing to 1."""
@@ -104,10 +100,6 @@ class KNNModel(Model):
         model.scaler = Scaler.from_payload(payload, "features")
         model.x, model.y = payload["x"].to(device), payload["y"].to(device)
         return model
-
-    @classmethod
-    def cuda_available(cls) -> bool:
-        return bool(torch.cuda.is_available())
 
 
 class KNNSemiModel(KNNModel):

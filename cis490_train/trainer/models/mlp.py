@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Model, ModelConfig, Part, ProgressCallback
+from .base import ModelConfig, Part, ProgressCallback
 from .torch_loop import (
     Scaler,
+    TorchModel,
     fit_loop,
     load_payload,
     macro_f1,
@@ -34,7 +35,7 @@ def _network(in_dim: int, hidden_dim: int, n_layers: int, dropout: float, n_clas
     return nn.Sequential(*layers)
 
 
-class MLPModel(Model):
+class MLPModel(TorchModel):
     name = "mlp"
     inputs = "summary"
     weights_file = "model.pt"
@@ -45,7 +46,6 @@ class MLPModel(Model):
         self.arch: dict[str, int | float] = {}
         self.scaler: Scaler | None = None
         self.amp = bool(config.hyper.get("amp", False))
-        self.info: dict = {}
 
     def fit(self, train: Part, val: Part, progress: ProgressCallback, unlabelled: Part | None = None) -> None:
         h, device = self.config.hyper, self.config.device
@@ -73,9 +73,6 @@ class MLPModel(Model):
             score=lambda: macro_f1(val, self.predict, self.config.n_classes),
         )
         self.info = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch}
-
-    def fit_info(self) -> dict:
-        return dict(self.info)
 
     def predict(self, part: Part) -> np.ndarray:
         device = self.config.device
@@ -106,7 +103,3 @@ class MLPModel(Model):
         model.net.load_state_dict(payload["state_dict"])
         model.scaler = Scaler(payload["mean"].cpu().numpy(), payload["std"].cpu().numpy())
         return model
-
-    @classmethod
-    def cuda_available(cls) -> bool:
-        return bool(torch.cuda.is_available())

@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Model, ModelConfig, Part, ProgressCallback
+from .base import ModelConfig, Part, ProgressCallback
 from .torch_loop import (
     Scaler,
+    TorchModel,
     fit_loop,
     load_payload,
     macro_f1,
@@ -125,7 +126,7 @@ class SequenceNet(nn.Module):
         return self.head(torch.cat(pooled, dim=1))
 
 
-class SequenceModel(Model):
+class SequenceModel(TorchModel):
     inputs = "sequence"
     weights_file = "model.pt"
     arch_keys: ClassVar[tuple[str, ...]]
@@ -138,7 +139,6 @@ class SequenceModel(Model):
         self.seq_scaler: Scaler | None = None
         self.extra_scaler: Scaler | None = None
         self.amp = bool(config.hyper.get("amp", False))
-        self.info: dict[str, Any] = {}
 
     def _tensors(self, part: Part, rows: slice | None = None):
         rows = slice(None) if rows is None else rows
@@ -187,9 +187,6 @@ class SequenceModel(Model):
     def _pretrain(self, train: Part, unlabelled: Part | None, progress: ProgressCallback) -> None:
         """Nothing for purely supervised models."""
 
-    def fit_info(self) -> dict[str, Any]:
-        return dict(self.info)
-
     def predict(self, part: Part) -> np.ndarray:
         return predict_batches(self.net, part.n, lambda rows: self._tensors(part, rows), self.config.device, self.amp)
 
@@ -217,10 +214,6 @@ class SequenceModel(Model):
         model.seq_scaler = Scaler.from_payload(payload, "sequences")
         model.extra_scaler = Scaler.from_payload(payload, "features") if arch["n_extra"] else None
         return model
-
-    @classmethod
-    def cuda_available(cls) -> bool:
-        return bool(torch.cuda.is_available())
 
 
 class CNNModel(SequenceModel):

@@ -1,4 +1,5 @@
-"""What every torch model shares: seeding, standardisation, one training loop, batched prediction.
+"""What every torch model shares: seeding, standardisation, one training loop, batched prediction,
+and a base class.
 
 One loop means one place that gets early stopping, progress lines, mixed
 precision and CPU determinism right for all of them.
@@ -15,11 +16,26 @@ import numpy as np
 
 from ...atomic import atomic_path
 from ..evaluate import confusion_matrix, metrics_from_confusion
-from .base import ModelConfig, Part, Progress, ProgressCallback, import_optional
+from .base import Model, ModelConfig, Part, Progress, ProgressCallback, import_optional
 
 torch = import_optional("torch", "pip install torch==2.13.0")
 
 PREDICT_BATCH = 8192
+
+
+class TorchModel(Model):
+    """A model on torch: it runs on CUDA wherever torch sees a card, and keeps what training did in `info`."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.info: dict = {}
+
+    def fit_info(self) -> dict:
+        return dict(self.info)
+
+    @classmethod
+    def cuda_available(cls) -> bool:
+        return bool(torch.cuda.is_available())
 
 
 def setup(config: ModelConfig) -> None:
