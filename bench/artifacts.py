@@ -24,8 +24,8 @@ import psutil
 from cis490_train.artifacts.bundle import make_bundle
 from cis490_train.artifacts.client import StoreClient
 from cis490_train.embedded import StoreServer, child_env, new_token
+from report import save
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CHUNK = 1 << 20
 MB = 1e6
 
@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         mark = "  MISSED" if row["ok"] is False else ""
         print(f"{row['figure']:<46}{row['value']:<34}{row['target']}{mark}")
     if not args.quick:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"artifacts-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.write_text(json.dumps({"bytes": size, "bundle_bytes": bundle.size, "rows": rows}, indent=2))
-        print(f"written to {out}")
+        save("artifacts", {"bytes": size, "bundle_bytes": bundle.size, "rows": rows})
     return 0
 
 

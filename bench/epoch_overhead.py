@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import statistics
@@ -29,10 +28,10 @@ from cis490_train.trainer.data import load_model_inputs, synthesize
 from cis490_train.trainer.models import ModelConfig, Part, model_class
 from cis490_train.trainer.models.torch_loop import Scaler
 from cis490_train.trainer.split import make_split
+from report import save
 
 MODELS = ("mlp", "lstm", "transformer")
 TARGET = 1.10
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def trainer_epochs(cls, config: ModelConfig, train: Part, val: Part) -> tuple[list[float], object]:
@@ -106,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         mark = "" if r["ratio"] <= TARGET else "  MISSED"
         print(f"{r['model']:<12}{r['train_windows']:>14}{r['trainer_epoch_s']:>17.4f}{r['plain_epoch_s']:>15.4f}{r['ratio']:>8.3f}{'<= ' + format(TARGET, '.2f'):>9}{mark}")
     if not args.quick:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"epoch_overhead-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=2))
-        print(f"written to {out}")
+        save("epoch_overhead", {"threads": args.threads, "torch": torch.__version__, "rows": rows})
     return 0
 
 

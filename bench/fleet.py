@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import statistics
@@ -22,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import save
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -128,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             redis_server.stop()
     print_table(rows)
     if not args.quick:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"fleet-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.write_text(json.dumps({"cores": os.cpu_count(), "python": platform.python_version(), "rows": rows}, indent=2))
-        print(f"written to {out}")
+        save("fleet", {"cores": os.cpu_count(), "python": platform.python_version(), "rows": rows})
     return 0
 
 

@@ -28,15 +28,20 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 
 from fleet import percentile, print_table  # noqa: E402
+from report import save  # noqa: E402
 
 # Stand-ins for three hosts of manifests/fleet.example.toml (cores, RAM GiB).
 HOSTS = {"lab-ws1": (16, 64.0), "elliott-thinkpad": (8, 16.0), "pi-coordinator": (4, 8.0)}
 # The lowest settings the chaos test runs without a spurious requeue (CIS490_STALE_AFTER_S > 2x heartbeat).
 LOWEST = {"CIS490_HEARTBEAT_S": "0.5", "CIS490_STALE_AFTER_S": "2"}
+
+
+def capability(host: str, cores: int, ram: float) -> dict:
+    """A stand-in host as a capability file describes it: no GPU, all its RAM free."""
+    return {"host_id": host, "cpu_cores": cores, "ram_total_gib": ram, "ram_available_gib": ram, "cuda_devices": []}
 
 
 def poll(predicate, timeout: float, what: str, interval: float = 0.005):
@@ -85,7 +90,7 @@ class Fleet:
 
         n = next(self._count)
         cap = self.workdir / f"cap-{host}-{n}.json"
-        cap.write_text(json.dumps({"host_id": host, "cpu_cores": cores, "ram_total_gib": ram, "ram_available_gib": ram, "cuda_devices": []}))
+        cap.write_text(json.dumps(capability(host, cores, ram)))
         wenv = dict(self.env, CIS490_CAPABILITY_FILE=str(cap), CIS490_HOST_ID=host, CIS490_WORK_DIR=str(self.workdir / f"work-{n}"), **env)
         w = WorkerProcess(f"w{n}-{host}@bench", "cpu", wenv, self.workdir / f"worker-{n}.log").start(self.registry)
         self.workers.append(w)
@@ -228,7 +233,7 @@ def eligibility(jobs, policies) -> dict[str, frozenset[str]]:
     from cis490_train.capability import Capability
     from cis490_train.routing import QueueClass, ineligibility
 
-    caps = {h: Capability.from_dict({"host_id": h, "cpu_cores": c, "ram_total_gib": r, "ram_available_gib": r, "cuda_devices": []}) for h, (c, r) in HOSTS.items()}
+    caps = {h: Capability.from_dict(capability(h, c, r)) for h, (c, r) in HOSTS.items()}
     return {spec.job_id: frozenset(h for h in HOSTS if ineligibility(QueueClass.for_job(spec), caps[h], policies.get(h), ("cpu",)) is None) for spec in jobs}
 
 
@@ -333,10 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             fleet.close()
     print_table(rows)
     if not args.quick:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"jobs-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.write_text(json.dumps({"cores": os.cpu_count(), "python": platform.python_version(), "rows": rows}, indent=2))
-        print(f"written to {out}")
+        save("jobs", {"cores": os.cpu_count(), "python": platform.python_version(), "rows": rows})
     return 0
 
 
