@@ -91,3 +91,24 @@ def test_unreachable_broker_is_one_line(fleet_env):
     out = enqueue(dict(fleet_env, CIS490_BROKER_URL=url), str(FLEET))
     assert out.returncode == 3
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and url in out.stderr and "Traceback" not in out.stderr
+
+
+def test_status_shows_the_first_rows_and_counts_every_job(fleet_env, tmp_path):
+    from conftest import cli
+
+    path = tmp_path / "many.toml"
+    path.write_text(
+        'schema_version = 1\nname = "many"\n'
+        + "".join(f'[[jobs]]\nname = "m{i:02d}"\nmodel = "gbt"\nseed = {i}\npriority = {i % 3}\n' for i in range(30))
+    )
+    assert enqueue(fleet_env, str(path)).returncode == 0
+    out = cli(fleet_env, "status", "--limit", "4")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("│ m")]
+    assert rows == ["m02", "m05", "m08", "m11"]  # pending jobs by priority (2 first), then by name
+    assert "30 jobs: 30 pending" in out.stdout and "26 more jobs not shown" in out.stdout
+    everything = cli(fleet_env, "status", "--all")
+    assert len([line for line in everything.stdout.splitlines() if line.startswith("│ m")]) == 30
+    assert "not shown" not in everything.stdout
+    other = cli(fleet_env, "status", "--manifest", "other")
+    assert "0 jobs: none" in other.stdout

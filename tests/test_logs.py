@@ -155,6 +155,7 @@ def test_status_watch_refuses_bad_arguments_in_one_line(fleet_env):
         (("--watch", "--interval", "0"), "--interval 0: give a number of seconds above 0"),
         (("--until-done",), "--interval and --until-done go with --watch"),
         (("--watch", "--json"), "--json prints one snapshot"),
+        (("--limit", "0"), "--limit 0: give a number of rows above 0"),
     ):
         proc = cli(fleet_env, "status", *args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
