@@ -1,8 +1,9 @@
 """One attempt of one job on this worker: lease, trainer subprocess, heartbeats, bundle, upload, commit.
 
-Celery-free apart from what the task hands in (a progress callback and a way
-to send the next attempt's message), so the whole life of an attempt reads top
-to bottom here.
+Celery-free apart from what the task hands in (a progress callback), so the
+whole life of an attempt reads top to bottom here. Every change of the job's
+state is a request to the coordinator (`leases`); this module only reads the
+registry.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from . import lifecycle
-from .artifacts.bundle import make_bundle
+from .artifacts.bundle import REPORT_NAME, make_bundle
 from .artifacts.client import StoreClient
 from .capability import Capability
 from .config import Settings
-from .errors import BrokerUnavailable, Cis490Error, JobNotFound, StoreError
+from .errors import BadRecord, BrokerUnavailable, Cis490Error, CoordinatorUnavailable, JobNotFound, StoreError
 from .joblog import LogShipper, parse_event
+from .leases import LeaseClient
 from .lifecycle import Lease
+from .paths import inside
+from .protocol import Reply
 from .registry import JobRecord, Registry
 from .routing import CPU
 from .trainer import EXIT_OOM, PARENT_PID_ENV
@@ -37,6 +41,8 @@ from .trainer import EXIT_OOM, PARENT_PID_ENV
 log = logging.getLogger("cis490.attempt")
 
 TAIL_LINES = 50
+COMMIT_PATIENCE_S = 60.0
+COMMIT_RETRY_S = 2.0
 KILL_GRACE_S = 1.0
 PROGRESS_EVERY_S = 1.0
 
@@ -53,7 +59,6 @@ class Outcome:
         return {"job_id": self.job_id, "attempt": self.attempt, "status": self.status, "detail": self.detail, "artifact_id": self.artifact_id}
 
 
-Dispatch = Callable[[JobRecord], None]
 ProgressSink = Callable[[dict[str, Any]], None]
 LineSink = Callable[[str, dict[str, Any] | None], None]
 
@@ -67,46 +72,48 @@ class AttemptRunner:
         capability: Capability,
         worker: str,
         on_progress: ProgressSink,
-        dispatch: Dispatch,
         stopping: threading.Event,
+        leases: LeaseClient | None = None,
     ):
         self.registry = registry
         self.settings = settings
         self.capability = capability
         self.worker = worker
         self.on_progress = on_progress
-        self.dispatch = dispatch
         self.stopping = stopping
+        self.leases = leases or LeaseClient(registry)
 
     def run(self, job_id: str, attempt: int, wake: threading.Event, queue: str) -> Outcome:
         """Run one attempt delivered through `queue` (its tier decides CPU or CUDA)."""
-        lease = Lease(attempt=attempt, worker=self.worker, host=self.capability.host_id)
+        lease = Lease.new(attempt, self.worker, self.capability.host_id)
         device = CPU if queue.startswith(CPU + ".") else "cuda"
         try:
             job = self.registry.get(job_id)
         except JobNotFound:
             return Outcome(job_id, attempt, "dropped", "job is not in the registry")
+        except BadRecord as exc:
+            log.warning("dropping message %s:%s: %s", job_id, attempt, exc)
+            return Outcome(job_id, attempt, "dropped", str(exc))
         if job.status == lifecycle.PENDING and job.attempt == attempt and device != CPU:
             short = self._vram_shortfall(job, wake)
             if short:
-                self.registry.note_waiting(job_id, attempt, short)
-                self.dispatch(self.registry.get(job_id))
+                self.leases.defer(job_id, lease, short)
                 log.info("job %s attempt %s put back: %s", job_id, attempt, short)
                 return Outcome(job_id, attempt, "deferred", short)
-        claimed = self.registry.claim(job_id, lease)
+        claimed = self.leases.claim(job_id, lease)
         if not claimed.ok:
             log.info("dropping message %s:%s: %s", job_id, attempt, claimed.reason)
             return Outcome(job_id, attempt, "dropped", claimed.reason)
         job = self.registry.get(job_id)
-        workdir = self.settings.work_dir / f"{job_id}-{attempt}"
+        workdir = inside(self.settings.work_dir, f"{job_id}-{attempt}")
         shipper = self._shipper(job_id, attempt)
         outcome: Outcome | None = None
         try:
             outcome = self._train(job, lease, workdir, wake, device, shipper.add if shipper else None)
         except StoreError as exc:
             outcome = self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc))
-        except BrokerUnavailable:
-            raise  # nothing can be recorded now; the reaper requeues the silent lease once Redis is back
+        except (BrokerUnavailable, CoordinatorUnavailable):
+            raise  # nothing can be recorded now; the reaper requeues the silent lease once both are back
         except Exception as exc:
             log.exception("job %s attempt %s failed", job_id, attempt)
             outcome = self._fail(job, lease, lifecycle.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
@@ -166,7 +173,7 @@ class AttemptRunner:
         reader = _OutputReader(proc, workdir / "train.log", wake, sink)
         reader.start()
 
-        if not self.registry.start(job.job_id, lease).ok:
+        if not self.leases.start(job.job_id, lease).ok:
             _stop(proc, reader)
             return Outcome(job.job_id, lease.attempt, "lease_lost", "job changed before the trainer started")
 
@@ -193,7 +200,8 @@ class AttemptRunner:
         if not self._beat(job, lease, reader.progress, strict=True):
             return Outcome(job.job_id, lease.attempt, "lease_lost", "the job was reassigned before the upload")
 
-        report = json.loads((out / "report.json").read_text())
+        if not (out / REPORT_NAME).is_file():
+            return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"the trainer exited 0 without writing {REPORT_NAME}")
         bundle = make_bundle(out, workdir / "bundle.tar.zst")
         with StoreClient(self.settings.store_url, self.settings.worker_token) as client:
             client.upload(
@@ -205,12 +213,11 @@ class AttemptRunner:
                 attempt=lease.attempt,
                 host=lease.host,
             )
-        result = _result_summary(report, job, lease, bundle.size, reader.wall_s)
-        done = self.registry.complete(job.job_id, lease, bundle.sha256, result)
-        self.registry.record_upload(bundle.size)  # after the commit: nothing may widen the upload-to-commit window
+        done = self._commit(job, lease, bundle.sha256, reader.wall_s)
         if not done.ok and self.registry.get(job.job_id).artifact_id != bundle.sha256:
             log.warning("job %s attempt %s: artifact %s uploaded but not recorded: %s", job.job_id, lease.attempt, bundle.sha256, done.reason)
-            return Outcome(job.job_id, lease.attempt, "lease_lost", done.reason, bundle.sha256)
+            failed = self._fail(job, lease, lifecycle.TRAINER_ERROR, f"the result was refused: {done.reason}")
+            return failed if failed.status != "lease_lost" else Outcome(job.job_id, lease.attempt, "lease_lost", done.reason, bundle.sha256)
         shutil.rmtree(workdir, ignore_errors=True)
         return Outcome(job.job_id, lease.attempt, "completed", artifact_id=bundle.sha256)
 
@@ -256,20 +263,30 @@ class AttemptRunner:
         return ""
 
     def _beat(self, job: JobRecord, lease: Lease, progress: dict[str, Any] | None, strict: bool = False) -> bool:
-        """Renew the lease. A Redis outage is ridden out (the reaper judges silence), unless `strict`."""
+        """Renew the lease. An outage of Redis or the coordinator is ridden out (the reaper judges
+        silence), unless `strict`."""
         try:
-            return self.registry.beat(job.job_id, lease, progress).ok
+            return self.leases.beat(job.job_id, lease, progress).ok
         except Cis490Error as exc:
             log.warning("heartbeat for %s failed: %s", job.job_id, exc)
             return not strict
 
+    def _commit(self, job: JobRecord, lease: Lease, artifact_id: str, trainer_s: float) -> Reply:
+        """Ask for the uploaded bundle to become the job's result; ask again while the coordinator
+        says it could not reach the store, for as long as a Redis restart is ridden out."""
+        deadline = time.monotonic() + COMMIT_PATIENCE_S
+        while True:
+            reply = self.leases.complete(job.job_id, lease, artifact_id, trainer_s)
+            if not reply.retry or time.monotonic() >= deadline or self.stopping.is_set():
+                return reply
+            log.warning("job %s attempt %s: commit not decided yet (%s); asking again", job.job_id, lease.attempt, reply.reason)
+            self.stopping.wait(COMMIT_RETRY_S)
+
     def _fail(self, job: JobRecord, lease: Lease, failure: str, error: str) -> Outcome:
-        retry = lifecycle.should_retry(failure, job.spec.retry_on_error)
-        t = self.registry.fail(job.job_id, lease, failure, error, retry)
-        if not t.ok:
-            return Outcome(job.job_id, lease.attempt, "lease_lost", t.reason)
-        if t.dispatch is not None:
-            self.dispatch(self.registry.get(job.job_id))
+        reply = self.leases.fail(job.job_id, lease, failure, error)
+        if not reply.ok:
+            return Outcome(job.job_id, lease.attempt, "lease_lost", reply.reason)
+        if reply.requeued:
             return Outcome(job.job_id, lease.attempt, "requeued", f"{failure}: {error}")
         return Outcome(job.job_id, lease.attempt, "failed", f"{failure}: {error}")
 
@@ -351,14 +368,6 @@ def progress_line(meta: dict[str, Any]) -> str:
     if meta.get("host"):
         bits.append(f"on {meta['host']}")
     return " · ".join(b for b in bits if b)
-
-
-def _result_summary(report: dict[str, Any], job: JobRecord, lease: Lease, size: int, trainer_s: float) -> dict[str, Any]:
-    """`trainer_s` is the trainer process's wall time as the worker saw it: the rest of a job's time is the fleet's."""
-    keys = ("model", "mode", "split_recipe", "seed", "device", "n_train", "n_val", "n_test", "metrics", "baseline", "duration_s", "train_seconds")
-    summary = {k: report.get(k) for k in keys}
-    summary.update(host=lease.host, attempt=lease.attempt, bundle_bytes=size, trainer_s=round(trainer_s, 4))
-    return summary
 
 
 def _new_process_group() -> dict[str, Any]:

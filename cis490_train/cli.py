@@ -321,10 +321,25 @@ def _cmd_acl(args, settings: Settings) -> int:
         text = render_acl(operator, worker)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    # The file goes to stdout (`cis490-train acl > users.acl`); the URLs to give out go to stderr.
+    # The file (hashed passwords only) goes to --output, 0600, or stdout; the URLs to give out go to stderr.
+    if args.output:
+        from .atomic import write_private
+
+        try:
+            write_private(Path(args.output), text.encode())
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
     print(f"operators: CIS490_BROKER_URL={broker_url(OPERATOR, operator, args.host, args.port)}", file=sys.stderr)
     print(f"workers:   CIS490_BROKER_URL={broker_url(WORKER, worker, args.host, args.port)}", file=sys.stderr)
-    print(text, end="")
+    if not args.output:
+        print(text, end="")
+    return 0
+
+
+def _cmd_coordinator(args, settings: Settings) -> int:
+    from .coordinator import run
+
+    run(settings)
     return 0
 
 
@@ -631,9 +646,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes to start (default 1)")
     p.add_argument("--keep", action="store_true", help="keep the run's temporary directory (logs, Redis data)")
 
-    p = add("acl", _cmd_acl, "print a Redis ACL file with the operator and worker users; their broker URLs go to stderr", json_flag=False)
+    p = add("acl", _cmd_acl, "write a Redis ACL file (hashed passwords) with the operator and worker users; their broker URLs go to stderr", json_flag=False)
+    p.add_argument("-o", "--output", metavar="FILE", help="write the ACL file here, mode 0600 (default: stdout)")
     p.add_argument("--host", default="127.0.0.1", help="the Redis host the printed URLs name")
     p.add_argument("--port", type=int, default=6379)
+    add("coordinator", _cmd_coordinator, "apply workers' requests to the registry and run the reaper (operator credential)", json_flag=False)
 
     store = sub.add_parser("store", help="the artifact store").add_subparsers(dest="store_command", required=True, metavar="COMMAND")
     serve = store.add_parser("serve", help="run the artifact store's HTTP service")

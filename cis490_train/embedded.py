@@ -1,4 +1,4 @@
-"""The embedded default: a private redis-server, the store and workers on this machine.
+"""The embedded default: a private redis-server, the store, the coordinator and workers on this machine.
 
 `cis490-train run` and the test suite start the fleet's services through these
 classes; each owns one child process, waits for it to be ready with a
@@ -166,6 +166,40 @@ class StoreServer(Service):
                 return False
 
         _wait(self.name, ready, self.proc, timeout, self.log)
+        return self
+
+
+class CoordinatorProcess(Service):
+    name = "coordinator"
+
+    def __init__(self, env: dict[str, str], log: Path):
+        super().__init__()
+        self.env = env
+        self.log = log
+
+    def start(self, timeout: float = 30.0) -> CoordinatorProcess:
+        """Start it and wait until it holds the reaper lock: then it also serves requests."""
+        from .registry import REAPER
+
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as logf:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cis490_train", "coordinator"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+            )
+        client = redis.Redis.from_url(self.env["CIS490_BROKER_URL"], socket_connect_timeout=1)
+
+        def ready() -> bool:
+            try:
+                return client.exists(REAPER) == 1
+            except redis.RedisError:
+                return False
+
+        _wait(self.name, ready, self.proc, timeout, self.log)
+        client.close()
         return self
 
 

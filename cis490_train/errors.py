@@ -59,6 +59,27 @@ class BrokerUnavailable(Cis490Error):
         super().__init__(f"cannot reach Redis at {url}: {reason}")
 
 
+class BadRequest(Cis490Error):
+    """A message, a request or a task argument from outside that is not well-formed: refused, never acted on."""
+
+    exit_code = 2
+
+
+class BadRecord(Cis490Error):
+    """A record in Redis that cannot be parsed: reported with its key and skipped, never a crash."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+class CoordinatorUnavailable(Cis490Error):
+    """The coordinator did not answer a worker's request in time (it is down, or Redis is)."""
+
+    exit_code = 3
+
+
 class JobNotFound(Cis490Error):
     exit_code = 2
 

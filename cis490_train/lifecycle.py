@@ -1,15 +1,23 @@
 """The job state machine, as pure functions: what an event does to a job's state.
 
-Every transition is fenced by the lease (attempt number + worker): a message
-for an old attempt, a second worker holding a duplicate delivery, or a worker
-that comes back after its job was reassigned gets a refusal and changes
-nothing. The registry applies these decisions atomically in Redis.
+Every transition is fenced by the lease: the attempt number and a secret the
+claiming worker made and never shows (the record keeps only its sha256). A
+message for an old attempt, a second worker holding a duplicate delivery, a
+worker that comes back after its job was reassigned, or any other holder of a
+worker credential gets a refusal and changes nothing. The coordinator applies
+these decisions atomically in Redis.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import math
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import BadRecord
 
 PENDING, CLAIMED, RUNNING = "pending", "claimed", "running"
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
@@ -36,34 +44,80 @@ def should_retry(failure: str, retry_on_error: bool) -> bool:
     return retry_on_error and failure in (TRAINER_ERROR, TIMEOUT)
 
 
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+def lease_digest(secret: str) -> str:
+    """What the record keeps of a claim's secret: enough to check it, useless to present."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def int_field(f: dict[str, str], name: str, default: int, key: str = "", low: int = 0) -> int:
+    raw = f.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.lstrip("-").isdigit() or int(raw) < low:
+        raise BadRecord(key, f"field {name!r} = {raw[:40]!r} is not an integer >= {low}")
+    return int(raw)
+
+
+def float_field(f: dict[str, str], name: str, key: str = "") -> float | None:
+    raw = f.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRecord(key, f"field {name!r} = {raw[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadRecord(key, f"field {name!r} = {raw[:40]!r} is not a finite number")
+    return value
+
+
 @dataclass(frozen=True)
 class JobState:
     status: str
     attempt: int
     starts: int = 0
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     worker: str = ""
     heartbeat_at: float = 0.0
+    lease_hash: str = ""
 
     @classmethod
-    def from_fields(cls, f: dict[str, str]) -> JobState:
+    def from_fields(cls, f: dict[str, str], key: str = "") -> JobState:
+        """The fields a transition decides on; BadRecord (naming `key`) when one is malformed."""
+        status = f.get("status", PENDING)
+        if status not in STATUSES:
+            raise BadRecord(key, f"status {status[:40]!r} is not one of {', '.join(STATUSES)}")
         return cls(
-            status=f.get("status", PENDING),
-            attempt=int(f.get("attempt") or 0),
-            starts=int(f.get("starts") or 0),
-            max_attempts=int(f.get("max_attempts") or 3),
+            status=status,
+            attempt=int_field(f, "attempt", 0, key),
+            starts=int_field(f, "starts", 0, key),
+            max_attempts=int_field(f, "max_attempts", DEFAULT_MAX_ATTEMPTS, key, low=1),
             worker=f.get("worker", ""),
-            heartbeat_at=float(f.get("heartbeat_at") or 0.0),
+            heartbeat_at=float_field(f, "heartbeat_at", key) or 0.0,
+            lease_hash=f.get("lease", ""),
         )
 
 
 @dataclass(frozen=True)
 class Lease:
-    """Who holds a job: the attempt its message carries and the worker that took it."""
+    """Who holds a job: the attempt its message carries, the worker that took it, and the claim's
+    secret, which only that worker knows."""
 
     attempt: int
     worker: str
     host: str = ""
+    secret: str = ""
+
+    @classmethod
+    def new(cls, attempt: int, worker: str, host: str = "") -> Lease:
+        """A lease for a fresh claim, with a secret of its own."""
+        return cls(attempt=attempt, worker=worker, host=host, secret=secrets.token_hex(32))
+
+    def holds(self, state: JobState) -> bool:
+        return bool(state.lease_hash) and hmac.compare_digest(state.lease_hash, lease_digest(self.secret))
 
 
 @dataclass(frozen=True)
@@ -85,8 +139,8 @@ def _fenced(state: JobState, lease: Lease, allowed: frozenset[str] | set[str]) -
         return f"stale attempt {lease.attempt}: the job is on attempt {state.attempt}"
     if state.status not in allowed:
         return f"job is {state.status}"
-    if state.status in LEASED and state.worker != lease.worker:
-        return f"attempt {lease.attempt} is held by {state.worker}"
+    if state.status in LEASED and not lease.holds(state):
+        return f"attempt {lease.attempt} is held by another claim ({state.worker})"
     return None
 
 
@@ -95,10 +149,13 @@ def claim(state: JobState, lease: Lease, now: float) -> Transition:
         return Transition.refuse(f"stale attempt {lease.attempt}: the job is on attempt {state.attempt}")
     if state.status != PENDING:
         return Transition.refuse(f"job is {state.status}")
+    if len(lease.secret) < 32:
+        return Transition.refuse("a claim needs a secret of at least 32 characters")
     return Transition(
         ok=True,
         changes={
             "status": CLAIMED,
+            "lease": lease_digest(lease.secret),
             "worker": lease.worker,
             "host": lease.host,
             "claimed_at": now,
@@ -162,11 +219,15 @@ def fail(state: JobState, lease: Lease, now: float, failure: str, error: str, re
     return _end_attempt(state, now, failure, error, retry)
 
 
-def reap(state: JobState, now: float, stale_after_s: float) -> Transition:
-    """The reaper's verdict on a lease whose heartbeat stopped: the worker is lost, try again elsewhere."""
+def reap(state: JobState, now: float, stale_after_s: float, watching_since: float = 0.0) -> Transition:
+    """The reaper's verdict on a lease whose heartbeat stopped: the worker is lost, try again elsewhere.
+
+    Silence is counted from `watching_since` at the earliest: heartbeats travel through the
+    coordinator, so while it was down every lease fell silent without any worker being lost.
+    """
     if state.status not in LEASED:
         return Transition.refuse(f"job is {state.status}")
-    silent = now - state.heartbeat_at
+    silent = now - max(state.heartbeat_at, watching_since)
     if silent < stale_after_s:
         return Transition.refuse(f"heartbeat {silent:.1f}s ago is fresh")
     error = f"worker {state.worker} lost: no heartbeat for {silent:.0f}s"
@@ -180,13 +241,13 @@ def _end_attempt(state: JobState, now: float, failure: str, error: str, retry: b
         nxt = state.attempt + 1
         return Transition(
             ok=True,
-            changes={**common, "status": PENDING, "attempt": nxt, "sent": 0, "worker": "", "host": ""},
+            changes={**common, "status": PENDING, "attempt": nxt, "sent": 0, "worker": "", "host": "", "lease": ""},
             record=record,
             dispatch=nxt,
         )
     if retry:
         common["error"] = f"{error} (gave up after {state.starts} of max_attempts={state.max_attempts})"
-    return Transition(ok=True, changes={**common, "status": FAILED, "finished_at": now}, record=record)
+    return Transition(ok=True, changes={**common, "status": FAILED, "finished_at": now, "lease": ""}, record=record)
 
 
 def requeue(state: JobState, now: float) -> Transition:
@@ -204,6 +265,7 @@ def requeue(state: JobState, now: float) -> Transition:
             "sent": 0,
             "worker": "",
             "host": "",
+            "lease": "",
             "error": "",
             "failure": "",
             "progress": "",
@@ -228,7 +290,14 @@ def cancel(state: JobState, now: float) -> Transition:
         record = {"finished_at": now, "outcome": CANCELLED, "failure": CANCELLED_FAILURE, "error": "cancelled by operator"}
     return Transition(
         ok=True,
-        changes={"status": CANCELLED, "finished_at": now, "updated_at": now, "failure": CANCELLED_FAILURE, "error": "cancelled by operator"},
+        changes={
+            "status": CANCELLED,
+            "finished_at": now,
+            "updated_at": now,
+            "failure": CANCELLED_FAILURE,
+            "error": "cancelled by operator",
+            "lease": "",
+        },
         record=record,
     )
 
@@ -237,5 +306,19 @@ def reroute(state: JobState, now: float) -> Transition:
     """A pending job whose queue or priority changed: its old message becomes stale, a new one goes out."""
     if state.status != PENDING:
         return Transition.refuse(f"job is {state.status}; the change applies to its next attempt")
+    return _next_message(state, now)
+
+
+def resend(state: JobState, attempt: int, now: float) -> Transition:
+    """A pending job whose message left the broker without a claim (deleted, revoked, dropped).
+
+    The next attempt, not the same one: a revoked task id stays revoked on every worker.
+    """
+    if state.status != PENDING or state.attempt != attempt:
+        return Transition.refuse(f"job moved on (it is {state.status}, attempt {state.attempt})")
+    return _next_message(state, now)
+
+
+def _next_message(state: JobState, now: float) -> Transition:
     nxt = state.attempt + 1
     return Transition(ok=True, changes={"attempt": nxt, "sent": 0, "updated_at": now}, dispatch=nxt)

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .errors import Cis490Error
-from .registry import RECOVERIES, UPLOAD_BYTES, UPLOADS, Registry
+from .registry import LOOP_ERRORS, RECOVERIES, UPLOAD_BYTES, UPLOADS, Registry
 
 log = logging.getLogger("cis490.metrics")
 DEFAULT_PORT = 9490
@@ -36,15 +35,19 @@ class Snapshot:
     leases: int
     heartbeat_age_max_s: float
     stats: dict[str, int]
+    worker_errors: dict[str, int]  # worker -> exceptions its sync loop survived
+    bad_records: int  # records this scrape found unreadable and skipped
 
 
 def read_snapshot(registry: Registry, now: float) -> Snapshot:
     from .celeryconfig import broker_transport_options as transport
 
+    registry.problems.clear()
     classes = registry.queue_classes()
     depths = registry.queue_depths((qc.name for qc in classes), transport["priority_steps"], transport["sep"])
     workers: dict[str, int] = {}
-    for w in registry.workers():
+    live = registry.workers()
+    for w in live:
         for tier in w.tiers:
             workers[tier] = workers.get(tier, 0) + 1
     leases, oldest = registry.lease_summary()
@@ -55,6 +58,8 @@ def read_snapshot(registry: Registry, now: float) -> Snapshot:
         leases=leases,
         heartbeat_age_max_s=max(0.0, now - oldest) if oldest is not None else 0.0,
         stats=registry.stats(),
+        worker_errors={w.name: w.errors for w in live},
+        bad_records=len(registry.problems),
     )
 
 
@@ -78,11 +83,20 @@ def families(snap: Snapshot) -> list[Metric]:
         recoveries.add_metric([kind], snap.stats.get(kind, 0))
     uploads = CounterMetricFamily("cis490_uploads", "Bundles workers uploaded to the store", value=snap.stats.get(UPLOADS, 0))
     upload_bytes = CounterMetricFamily("cis490_upload_bytes", "Bytes of the bundles workers uploaded", value=snap.stats.get(UPLOAD_BYTES, 0))
-    return [jobs, queues, workers, leases, age, recoveries, uploads, upload_bytes]
+    loops = CounterMetricFamily("cis490_loop_errors", "Exceptions the coordinator's loops survived, by loop", labels=["loop"])
+    for name, n in sorted(snap.stats.items()):
+        if name.startswith(LOOP_ERRORS):
+            loops.add_metric([name[len(LOOP_ERRORS) :]], n)
+    worker_errors = CounterMetricFamily("cis490_worker_sync_errors", "Exceptions each live worker's sync loop survived", labels=["worker"])
+    for name, n in sorted(snap.worker_errors.items()):
+        worker_errors.add_metric([name], n)
+    bad = GaugeMetricFamily("cis490_bad_records", "Registry records this scrape could not read and skipped (the log names them)", value=snap.bad_records)
+    return [jobs, queues, workers, leases, age, recoveries, uploads, upload_bytes, loops, worker_errors, bad]
 
 
 class FleetCollector(Collector):
-    """Reads the registry on each scrape; `cis490_up` is 0 (and nothing else is reported) while Redis is away."""
+    """Reads the registry on each scrape; `cis490_up` is 0 (and nothing else is reported) while Redis
+    is away or answers something this code cannot read: a scrape never fails with a 500."""
 
     def __init__(self, registry: Registry, clock: Callable[[], float] = time.time):
         self.registry = registry
@@ -93,8 +107,8 @@ class FleetCollector(Collector):
         up = GaugeMetricFamily("cis490_up", "1 when the registry in Redis answered this scrape")
         try:
             snap = read_snapshot(self.registry, self.clock())
-        except Cis490Error as exc:
-            log.warning("scrape failed: %s", exc)
+        except Exception as exc:
+            log.warning("scrape failed: %s: %s", type(exc).__name__, exc)
             up.add_metric([], 0)
             yield up
             return

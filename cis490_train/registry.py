@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,9 +23,11 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from . import lifecycle, plan
-from .errors import BrokerUnavailable, Cis490Error, JobNotFound, PermissionDenied
-from .lifecycle import JobState, Lease, Transition
+from . import functions, lifecycle, plan
+from .errors import BadRecord, BadRequest, BrokerUnavailable, Cis490Error, JobNotFound, PermissionDenied
+from .ids import parse_task_id
+from .lifecycle import JobState, Lease, Transition, float_field, int_field
+from .protocol import clean_progress
 from .manifest import HostSpec, JobSpec
 from .plan import Existing, JobPlan
 from .routing import QueueClass, fallback_queue
@@ -39,67 +43,22 @@ WORKERS = PREFIX + "workers"
 LEASES = PREFIX + "leases"  # job id -> last heartbeat, for every claimed or running job
 UNSENT = PREFIX + "unsent"  # job id -> when its current attempt became due to be sent
 FALLBACKS = PREFIX + "fallbacks"  # prefer_cuda job id -> when it may also go to the CPU tier
-REAPER = PREFIX + "reaper"
-# Fleet counters (a hash): the reaper's recoveries by kind, and the bundles workers uploaded.
+# Held by the coordinator that runs the reaper (only one acts at a time); written by no worker.
+REAPER = PREFIX + "coordinator"
+# Fleet counters (a hash): the reaper's recoveries by kind, the bundles committed, and the
+# exceptions the coordinator's loops survived (`errors:<loop>`).
 STATS = PREFIX + "stats"
-REQUEUED, RELEASED, RESENT, FALLBACK = "requeued", "released", "resent", "fallback"
-RECOVERIES = (REQUEUED, RELEASED, RESENT, FALLBACK)
+REQUEUED, RELEASED, RESENT, FALLBACK, LOST = "requeued", "released", "resent", "fallback", "lost"
+RECOVERIES = (REQUEUED, RELEASED, RESENT, FALLBACK, LOST)
 UPLOADS, UPLOAD_BYTES = "uploads", "upload_bytes"
+LOOP_ERRORS = "errors:"
 # kombu's Redis transport keeps each taken, not yet acknowledged message here (late ack).
 KOMBU_UNACKED = "unacked"
 KOMBU_UNACKED_INDEX = "unacked_index"
 AUDIT_KEEP = 10_000
-
-# Hold or take the reaper lock: one reaper acts at a time; it lapses if its worker dies.
-_LEAD = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-# Create a job only if it does not exist: concurrent enqueues of one manifest insert it once.
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], KEYS[4])
-if ARGV[2] ~= '' then redis.call('ZADD', KEYS[5], ARGV[2], KEYS[4]) end
-redis.call('ZADD', KEYS[6], ARGV[3], KEYS[4])
-return 1
-"""
-
-# Jobs per status, counted inside Redis: one round trip and ~1 µs a job (a pipelined HGET per job
-# costs the client ~10 µs a job). Its keys come as arguments, not KEYS: a key in KEYS must be writable
-# by the caller, and the worker user may only read cis490:op:*. Fine on the one Redis of a fleet,
-# not on a cluster.
-_STATUS_COUNTS = """
-local counts = {}
-for _, id in ipairs(redis.call('SMEMBERS', ARGV[1])) do
-  local status = redis.call('HGET', ARGV[2] .. id, 'status')
-  if status then counts[status] = (counts[status] or 0) + 1 end
-end
-local out = {}
-for status, n in pairs(counts) do
-  out[#out + 1] = status
-  out[#out + 1] = n
-end
-return out
-"""
-
-_MARK_SENT = """
-if redis.call('HGET', KEYS[1], 'attempt') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'sent', 1)
-  redis.call('ZREM', KEYS[2], ARGV[2])
-end
-"""
-
+SCAN_PAGE = 1000
+# A Celery message names its task id as `correlation_id` once, in its properties.
+_TASK_IN_MESSAGE = re.compile(rb'"correlation_id": ?"([0-9a-f]{16}:[0-9]{1,7})"')
 
 def _state_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}"
@@ -110,8 +69,8 @@ def _attempts_key(job_id: str) -> str:
 
 
 def log_key(job_id: str, attempt: int) -> str:
-    """The stream of one attempt's trainer output (worker-writable, like the rest of the job's state)."""
-    return f"{PREFIX}job:{job_id}:log:{attempt}"
+    """The stream of one attempt's trainer output: the one kind of job data a worker writes itself."""
+    return f"{PREFIX}log:{job_id}:{attempt}"
 
 
 def _spec_key(job_id: str) -> str:
@@ -155,6 +114,7 @@ class JobRecord:
     fallback_queue: str = ""
     fallback_active: bool = False
     waiting: str = ""
+    lease_hash: str = ""
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -169,23 +129,30 @@ class JobRecord:
 
     @property
     def state(self) -> JobState:
-        return JobState(self.status, self.attempt, self.starts, self.max_attempts, self.worker, self.heartbeat_at or 0.0)
+        return JobState(self.status, self.attempt, self.starts, self.max_attempts, self.worker, self.heartbeat_at or 0.0, self.lease_hash)
 
     @classmethod
     def from_redis(cls, job_id: str, f: dict[str, str], spec_json: str | None) -> JobRecord:
-        def num(key: str) -> float | None:
-            raw = f.get(key)
-            return float(raw) if raw else None
+        """A job's record as read back; BadRecord naming its key when a field cannot be used.
+
+        Every field is parsed here, once, so a damaged or forged record is reported and skipped
+        by the caller instead of crashing whatever shows it.
+        """
+        key = _state_key(job_id)
+        state = JobState.from_fields(f, key)
+
+        def num(name: str) -> float | None:
+            return float_field(f, name, key)
 
         return cls(
             job_id=job_id,
-            spec=JobSpec.from_dict(json.loads(spec_json)) if spec_json else JobSpec(name=f.get("name", job_id), model=f.get("model", "?")),
-            status=f.get("status", "?"),
-            attempt=int(f.get("attempt") or 0),
-            starts=int(f.get("starts") or 0),
-            max_attempts=int(f.get("max_attempts") or 3),
+            spec=_spec_of(job_id, f, spec_json),
+            status=state.status,
+            attempt=state.attempt,
+            starts=state.starts,
+            max_attempts=state.max_attempts,
             queue=f.get("queue", ""),
-            broker_priority=int(f.get("bprio") or 0),
+            broker_priority=int_field(f, "bprio", 0, key),
             manifest=f.get("manifest", ""),
             worker=f.get("worker", ""),
             host=f.get("host", ""),
@@ -195,16 +162,86 @@ class JobRecord:
             started_at=num("started_at"),
             heartbeat_at=num("heartbeat_at"),
             finished_at=num("finished_at"),
-            progress=json.loads(f["progress"]) if f.get("progress") else {},
+            progress=clean_progress(_json_field(f, "progress", key)),
             error=f.get("error", ""),
             failure=f.get("failure", ""),
             artifact_id=f.get("artifact_id", ""),
-            result=json.loads(f["result"]) if f.get("result") else {},
+            result=_result_field(f, key),
             sent=f.get("sent", "1") == "1",
             fallback_queue=f.get("fallback_queue", ""),
             fallback_active=f.get("fallback_active", "0") == "1",
             waiting=f.get("waiting", ""),
+            lease_hash=state.lease_hash,
         )
+
+
+def _json_field(f: dict[str, str], name: str, key: str) -> Any:
+    raw = f.get(name)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRecord(key, f"field {name!r} is not JSON") from None
+
+
+def _result_field(f: dict[str, str], key: str) -> dict[str, Any]:
+    result = _json_field(f, "result", key)
+    if result is None:
+        return {}
+    if not isinstance(result, dict):
+        raise BadRecord(key, "field 'result' is not a JSON object")
+    return clean_result(result)
+
+
+_RESULT_TEXT = ("model", "mode", "split_recipe", "device", "host")
+_RESULT_COUNTS = ("seed", "n_train", "n_val", "n_test", "attempt", "bundle_bytes")
+_RESULT_SECONDS = ("duration_s", "train_seconds", "trainer_s")
+
+
+def clean_result(raw: dict[str, Any]) -> dict[str, Any]:
+    """A job's result with only the fields the views, `export` and `evaluate` read, each of the right type."""
+    out: dict[str, Any] = {}
+    for key in _RESULT_TEXT:
+        if isinstance(raw.get(key), str):
+            out[key] = raw[key][:256]
+    for key in _RESULT_COUNTS:
+        value = raw.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[key] = value
+    for key in _RESULT_SECONDS:
+        value = raw.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+            out[key] = float(value)
+    for key in ("metrics", "baseline"):
+        out[key] = _estimates(raw.get(key))
+    return out
+
+
+def _estimates(raw: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for name, est in raw.items():
+        if not isinstance(est, dict):
+            continue
+        values = [est.get(k) for k in ("value", "ci_low", "ci_high")]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            out[str(name)[:64]] = dict(zip(("value", "ci_low", "ci_high"), map(float, values)))
+    return out
+
+
+def _spec_of(job_id: str, f: dict[str, str], spec_json: str | None) -> JobSpec:
+    if not spec_json:
+        return JobSpec(name=f.get("name", job_id), model=f.get("model", "?"))
+    key = _spec_key(job_id)
+    try:
+        spec = JobSpec.from_dict(json.loads(spec_json))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise BadRecord(key, f"the job spec cannot be read ({type(exc).__name__})") from None
+    if not isinstance(spec.name, str) or not isinstance(spec.model, str):
+        raise BadRecord(key, "the job spec's name or model is not a string")
+    return spec
 
 
 @dataclass(frozen=True)
@@ -233,6 +270,7 @@ class WorkerInfo:
     seen_at: float
     active: tuple[str, ...] = ()
     ready: bool = False
+    errors: int = 0  # exceptions its sync loop survived
 
     def to_json(self) -> str:
         return json.dumps(
@@ -247,23 +285,58 @@ class WorkerInfo:
                 "seen_at": self.seen_at,
                 "active": list(self.active),
                 "ready": self.ready,
+                "errors": self.errors,
             }
         )
 
     @classmethod
-    def from_json(cls, raw: str) -> WorkerInfo:
-        d = json.loads(raw)
+    def from_json(cls, raw: str, key: str = "") -> WorkerInfo:
+        """A worker's record as read back; BadRecord naming `key` for anything the views could not use.
+
+        Any holder of the worker credential can write these records, so every field is checked.
+        """
+        from .capability import Capability
+
+        try:
+            d = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRecord(key, "not JSON") from None
+        if not isinstance(d, dict):
+            raise BadRecord(key, "not a JSON object")
+
+        def strings(name: str) -> tuple[str, ...]:
+            value = d.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                raise BadRecord(key, f"{name!r} is not a list of strings")
+            return tuple(value)
+
+        def number(name: str) -> float:
+            value = d.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise BadRecord(key, f"{name!r} is not a number")
+            return float(value)
+
+        name, host_id, pid, errors = d.get("name"), d.get("host_id"), d.get("pid"), d.get("errors", 0)
+        if not isinstance(name, str) or not isinstance(host_id, str):
+            raise BadRecord(key, "'name' or 'host_id' is not a string")
+        if isinstance(pid, bool) or not isinstance(pid, int) or isinstance(errors, bool) or not isinstance(errors, int):
+            raise BadRecord(key, "'pid' or 'errors' is not an integer")
+        try:
+            capability = Capability.from_dict(d.get("capability")).to_dict()
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise BadRecord(key, "'capability' is not a host capability") from None
         return cls(
-            name=d["name"],
-            host_id=d["host_id"],
-            tiers=tuple(d["tiers"]),
-            queues=tuple(d["queues"]),
-            capability=d["capability"],
-            pid=d["pid"],
-            started_at=d["started_at"],
-            seen_at=d["seen_at"],
-            active=tuple(d.get("active", ())),
-            ready=bool(d.get("ready", False)),
+            name=name,
+            host_id=host_id,
+            tiers=strings("tiers"),
+            queues=strings("queues"),
+            capability=capability,
+            pid=pid,
+            started_at=number("started_at"),
+            seen_at=number("seen_at"),
+            active=strings("active"),
+            ready=d.get("ready") is True,
+            errors=errors,
         )
 
 
@@ -289,10 +362,40 @@ class Registry:
             health_check_interval=15,
             **retry,
         )
-        self._create = self.r.register_script(_CREATE)
-        self._lead = self.r.register_script(_LEAD)
-        self._mark_sent = self.r.register_script(_MARK_SENT)
-        self._status_counts = self.r.register_script(_STATUS_COUNTS)
+        # Records that could not be read, as BadRecord, newest last: readers skip them and the CLI reports them.
+        self.problems: list[BadRecord] = []
+        self._loaded = False
+        self._raw: redis.Redis | None = None
+
+    def _bytes_client(self) -> redis.Redis:
+        """A client without decoding, for scans of raw broker messages."""
+        if self._raw is None:
+            self._raw = redis.Redis(connection_pool=redis.ConnectionPool(**{**self.r.connection_pool.connection_kwargs, "decode_responses": False}))
+        return self._raw
+
+    def load_functions(self) -> None:
+        """Load the fleet's Redis functions (operators and the coordinator; once per client)."""
+        if not self._loaded:
+            with self._guard():
+                functions.load(self.r)
+            self._loaded = True
+
+    def _fcall(self, name: str, keys: list[str], args: list[Any], read_only: bool = False) -> Any:
+        """Call one of the fleet's functions, loading the library first when Redis has lost it."""
+        with self._guard():
+            try:
+                return functions.call(self.r, name, keys, args, read_only)
+            except redis.ResponseError as exc:
+                if not functions.missing(exc):
+                    raise
+        self._loaded = False
+        self.load_functions()
+        with self._guard():
+            return functions.call(self.r, name, keys, args, read_only)
+
+    def _skip(self, problem: BadRecord) -> None:
+        log.warning("skipping a record that cannot be read: %s", problem)
+        self.problems.append(problem)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -339,6 +442,7 @@ class Registry:
         plans = [JobPlan(*p) for p in plans]
         current = self.existing(p.spec.job_id for p in plans)
         outcomes: list[ApplyOutcome | None] = [None] * len(plans)
+        self.load_functions()
         with self._guard():
             creates = self.r.pipeline(transaction=False)
             created_idx = []
@@ -348,10 +452,11 @@ class Registry:
                 if step.action == plan.INSERT:
                     fields = _initial_fields(spec, queue, bprio, manifest, new_digest, now)
                     due = now + spec.prefer_cuda_grace_s if fields["fallback_queue"] else ""
-                    self._create(
-                        keys=[_state_key(spec.job_id), _spec_key(spec.job_id), JOBS, spec.job_id, FALLBACKS, UNSENT],
-                        args=[json.dumps(spec.to_dict(), sort_keys=True), due, now, *_flatten(fields)],
-                        client=creates,
+                    functions.call(
+                        creates,
+                        functions.CREATE,
+                        [_state_key(spec.job_id), _spec_key(spec.job_id), JOBS, spec.job_id, FALLBACKS, UNSENT],
+                        [json.dumps(spec.to_dict(), sort_keys=True), due, now, *_flatten(fields)],
                     )
                     created_idx.append(i)
                 elif step.action == plan.UNCHANGED:
@@ -380,10 +485,11 @@ class Registry:
 
     def mark_sent(self, items: Iterable[tuple[str, int]]) -> None:
         """Record that the message of (job, attempt) is on the broker, unless the job moved on."""
+        self.load_functions()
         with self._guard():
             pipe = self.r.pipeline(transaction=False)
             for job_id, attempt in items:
-                self._mark_sent(keys=[_state_key(job_id), UNSENT], args=[str(attempt), job_id], client=pipe)
+                functions.call(pipe, functions.MARK_SENT, [_state_key(job_id), UNSENT], [str(attempt), job_id])
             pipe.execute()
 
     def unsent_before(self, ts: float) -> list[str]:
@@ -395,10 +501,6 @@ class Registry:
         with self._guard():
             self.r.zrem(UNSENT, job_id)
 
-    def count_resent(self) -> None:
-        """The reaper sent an attempt whose first send never reached the broker."""
-        with self._guard():
-            self.r.hincrby(STATS, RESENT, 1)
 
     # --- transitions -----------------------------------------------------------------
 
@@ -429,7 +531,7 @@ class Registry:
                         if not fields:
                             pipe.unwatch()
                             raise JobNotFound(job_id)
-                        state = JobState.from_fields(fields)
+                        state = JobState.from_fields(fields, key)
                         t = decide(state)
                         if not t.ok:
                             pipe.unwatch()
@@ -487,12 +589,14 @@ class Registry:
     def cancel(self, job_id: str) -> Transition:
         return self._transition(job_id, lambda s: lifecycle.cancel(s, time.time()), audit="cancel")[0]
 
-    def reap(self, job_id: str, stale_after_s: float) -> Transition:
-        def count(pipe, t: Transition) -> None:
-            if t.dispatch is not None:
-                pipe.hincrby(STATS, REQUEUED, 1)
+    def reap(self, job_id: str, stale_after_s: float, watching_since: float = 0.0) -> Transition:
+        return self._transition(
+            job_id, lambda s: lifecycle.reap(s, time.time(), stale_after_s, watching_since), extra=_count_dispatch(REQUEUED)
+        )[0]
 
-        return self._transition(job_id, lambda s: lifecycle.reap(s, time.time(), stale_after_s), extra=count)[0]
+    def resend(self, job_id: str, attempt: int) -> Transition:
+        """A pending job whose message is gone from the broker gets its next attempt (see `lifecycle.resend`)."""
+        return self._transition(job_id, lambda s: lifecycle.resend(s, attempt, time.time()), extra=_count_dispatch(LOST))[0]
 
     def note_waiting(self, job_id: str, attempt: int, reason: str) -> bool:
         """Say on a pending job why the host that took its message put it back."""
@@ -508,7 +612,7 @@ class Registry:
         """The job's status and attempt: one cheap read a running attempt makes every second."""
         with self._guard():
             status, attempt = self.r.hmget(_state_key(job_id), "status", "attempt")
-        return status or "", int(attempt or 0)
+        return status or "", int(attempt) if attempt and attempt.isascii() and attempt.isdigit() else 0
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._guard():
@@ -518,8 +622,7 @@ class Registry:
 
     def lead(self, name: str, ttl_s: float) -> bool:
         """Take or keep the reaper lock; False while another live worker holds it."""
-        with self._guard():
-            return bool(self._lead(keys=[REAPER], args=[name, max(1, int(ttl_s * 1000))]))
+        return bool(self._fcall(functions.LEAD, [REAPER], [name, max(1, int(ttl_s * 1000))]))
 
     def reaper(self) -> str | None:
         with self._guard():
@@ -546,6 +649,9 @@ class Registry:
                 job = self.get(job_id)
             except JobNotFound:
                 continue
+            except BadRecord as exc:
+                self._skip(exc)
+                continue
             if job.status != lifecycle.PENDING or job.attempt != attempt:
                 continue
             with self._guard():
@@ -555,6 +661,46 @@ class Registry:
                 self.r.hincrby(STATS, RELEASED, 1)
             released.append(job)
         return released
+
+    def pending_sent(self) -> list[tuple[str, int, tuple[str, ...]]]:
+        """(job id, attempt, queues) of every pending job whose current message is on the broker."""
+        ids = self.job_ids()
+        found = []
+        for job_id, (status, attempt, sent, queue, fallback, active) in zip(
+            ids, self._fields(ids, "status", "attempt", "sent", "queue", "fallback_queue", "fallback_active")
+        ):
+            if status != lifecycle.PENDING or sent == "0" or not queue or not (attempt or "").isdigit():
+                continue
+            queues = (queue, fallback) if fallback and active == "1" else (queue,)
+            found.append((job_id, int(attempt), queues))
+        return found
+
+    def broker_task_ids(self, queues: Iterable[str], priority_steps: Iterable[int], sep: str) -> set[str]:
+        """The task ids of every message waiting in `queues` (all priority levels) or taken and not
+        yet acknowledged: where an attempt's message can be while its job is pending.
+
+        Read in pages of raw bytes and matched, not parsed: a scan of 10,000 messages stays cheap
+        and never blocks Redis the way one script over them would.
+        """
+        keys = [f"{queue}{sep}{step}" if step else queue for queue in queues for step in sorted(set(priority_steps))]
+        raw = self._bytes_client()
+        found: set[str] = set()
+        with self._guard():
+            for key in keys:
+                start = 0
+                while True:
+                    page = raw.lrange(key, start, start + SCAN_PAGE - 1)
+                    found.update(_task_ids(page))
+                    if len(page) < SCAN_PAGE:
+                        break
+                    start += SCAN_PAGE
+            cursor = 0
+            while True:
+                cursor, entries = raw.hscan(KOMBU_UNACKED, cursor, count=SCAN_PAGE)
+                found.update(_task_ids(entries.values()))
+                if cursor == 0:
+                    break
+        return found
 
     def due_fallbacks(self, now: float) -> list[str]:
         with self._guard():
@@ -595,6 +741,16 @@ class Registry:
             raise JobNotFound(job_id)
         return JobRecord.from_redis(job_id, fields, spec_json)
 
+    def readable(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None (reported in `problems`) when it is missing or cannot be read."""
+        try:
+            return self.get(job_id)
+        except JobNotFound:
+            return None
+        except BadRecord as exc:
+            self._skip(exc)
+            return None
+
     def jobs(self, ids: Iterable[str] | None = None) -> list[JobRecord]:
         ids = self.job_ids() if ids is None else list(ids)
         with self._guard():
@@ -607,7 +763,10 @@ class Registry:
         for i, job_id in enumerate(ids):
             fields, spec_json = raw[2 * i], raw[2 * i + 1]
             if fields:
-                records.append(JobRecord.from_redis(job_id, fields, spec_json))
+                try:
+                    records.append(JobRecord.from_redis(job_id, fields, spec_json))
+                except BadRecord as exc:
+                    self._skip(exc)
         return records
 
     def versions(self, ids: Iterable[str] | None = None) -> dict[str, tuple[str | None, ...]]:
@@ -624,7 +783,7 @@ class Registry:
         rows = [(job_id, *row) for job_id, row in zip(ids, self._fields(ids, "status", "priority", "name", "manifest")) if row[0] is not None]
         if manifest is not None:
             rows = [row for row in rows if row[4] == manifest]
-        rows.sort(key=lambda row: order(row[1], int(row[2] or 0), row[3] or ""))
+        rows.sort(key=lambda row: order(row[1], _priority(row[2]), row[3] or ""))
         return self.jobs(row[0] for row in rows[:limit]), [row[1] for row in rows]
 
     def find(self, key: str) -> JobRecord:
@@ -658,8 +817,20 @@ class Registry:
             return pipe.execute()
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's attempt records; one that cannot be read is reported and left out."""
         with self._guard():
-            return [json.loads(x) for x in self.r.lrange(_attempts_key(job_id), 0, -1)]
+            raws = self.r.lrange(_attempts_key(job_id), 0, -1)
+        records = []
+        for i, raw in enumerate(raws):
+            try:
+                rec = json.loads(raw)
+            except (ValueError, RecursionError):
+                rec = None
+            if isinstance(rec, dict):
+                records.append(rec)
+            else:
+                self._skip(BadRecord(f"{_attempts_key(job_id)}[{i}]", "not a JSON object"))
+        return records
 
     def log_entries(
         self, job_id: str, attempt: int, after: str = "0-0", count: int = 1000, block_ms: int | None = None
@@ -701,7 +872,13 @@ class Registry:
     def queue_classes(self) -> list[QueueClass]:
         with self._guard():
             raw = self.r.hgetall(QUEUES)
-        return [QueueClass.from_dict(json.loads(v)) for _, v in sorted(raw.items())]
+        classes = []
+        for name, value in sorted(raw.items()):
+            try:
+                classes.append(QueueClass.from_dict(json.loads(value)))
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+                self._skip(BadRecord(f"{QUEUES}[{name}]", "not a queue class"))
+        return classes
 
     def set_hosts(self, hosts: Iterable[HostSpec]) -> None:
         mapping = {h.name: json.dumps(h.to_dict(), sort_keys=True) for h in hosts}
@@ -712,36 +889,52 @@ class Registry:
     def hosts(self) -> dict[str, HostSpec]:
         with self._guard():
             raw = self.r.hgetall(HOSTS)
-        return {k: HostSpec.from_dict(json.loads(v)) for k, v in raw.items()}
+        found = {k: self._host(k, v) for k, v in raw.items()}
+        return {k: h for k, h in found.items() if h is not None}
 
     def host_policy(self, host_id: str) -> HostSpec | None:
         with self._guard():
             raw = self.r.hget(HOSTS, host_id)
-        return HostSpec.from_dict(json.loads(raw)) if raw else None
+        return self._host(host_id, raw) if raw else None
+
+    def _host(self, name: str, raw: str) -> HostSpec | None:
+        try:
+            return HostSpec.from_dict(json.loads(raw))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            self._skip(BadRecord(f"{HOSTS}[{name}]", "not a host policy"))
+            return None
 
     # --- fleet counters and gauges (metrics) ---------------------------------------
 
-    def record_upload(self, nbytes: int) -> None:
-        """Count a bundle a worker uploaded. Best effort: a monitoring counter never fails an attempt."""
+    def count(self, name: str, by: int = 1) -> None:
+        """Add to a fleet counter. Best effort: a monitoring counter never fails an attempt or a loop."""
         try:
             with self._guard():
-                pipe = self.r.pipeline(transaction=False)
-                pipe.hincrby(STATS, UPLOADS, 1)
-                pipe.hincrby(STATS, UPLOAD_BYTES, int(nbytes))
-                pipe.execute()
+                self.r.hincrby(STATS, name, int(by))
         except Cis490Error as exc:
-            log.warning("upload counter not updated: %s", exc)
+            log.warning("counter %s not updated: %s", name, exc)
 
     def stats(self) -> dict[str, int]:
+        """The fleet counters; a value that is not an integer is reported and left out."""
         with self._guard():
-            return {k: int(v) for k, v in self.r.hgetall(STATS).items()}
+            raw = self.r.hgetall(STATS)
+        stats = {}
+        for name, value in raw.items():
+            if value.isascii() and value.lstrip("-").isdigit():
+                stats[name] = int(value)
+            else:
+                self._skip(BadRecord(f"{STATS}[{name}]", f"{value[:40]!r} is not an integer"))
+        return stats
 
     def status_counts(self) -> dict[str, int]:
-        """Jobs per status (every status, 0 where none), counted in one script call."""
-        with self._guard():
-            flat = self._status_counts(args=[JOBS, f"{PREFIX}job:"])
+        """Jobs per status (the known ones, 0 where none), counted in one function call."""
+        flat = self._fcall(functions.STATUS_COUNTS, [], [JOBS, f"{PREFIX}job:"], read_only=True)
         counts = dict.fromkeys(lifecycle.STATUSES, 0)
-        counts.update({status: int(n) for status, n in zip(flat[::2], flat[1::2])})
+        for status, n in zip(flat[::2], flat[1::2]):
+            if status in counts:
+                counts[status] = int(n)
+            else:
+                self._skip(BadRecord(f"{PREFIX}job:*", f"{int(n)} record(s) with the unknown status {status[:40]!r}"))
         return counts
 
     def queue_depths(self, queues: Iterable[str], priority_steps: Iterable[int], sep: str) -> dict[str, int]:
@@ -792,7 +985,14 @@ class Registry:
             gone = [n for n, raw in zip(names, raws) if raw is None]
             if gone:
                 self.r.srem(WORKERS, *gone)
-        return [WorkerInfo.from_json(raw) for raw in raws if raw is not None]
+        found = []
+        for name, raw in zip(names, raws):
+            if raw is not None:
+                try:
+                    found.append(WorkerInfo.from_json(raw, _worker_key(name)))
+                except BadRecord as exc:
+                    self._skip(exc)
+        return found
 
 
 def _routing_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str) -> dict[str, Any]:
@@ -826,10 +1026,30 @@ def _initial_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest
 def _task_of(raw: str | None) -> tuple[str, int] | None:
     """(job id, attempt) of a kombu unacked entry holding one of our task messages."""
     try:
-        job_id, _, attempt = json.loads(raw)[0]["headers"]["id"].partition(":")
-        return job_id, int(attempt)
-    except (TypeError, ValueError, KeyError, IndexError):
+        return parse_task_id(json.loads(raw)[0]["headers"]["id"])
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError, BadRequest):
         return None
+
+
+def _task_ids(messages: Iterable[bytes]) -> list[str]:
+    return [m.decode() for m in _TASK_IN_MESSAGE.findall(b"\n".join(messages))]
+
+
+def _priority(raw: str | None) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return 0
+
+
+def _count_dispatch(counter: str) -> Callable[[Any, Transition], None]:
+    """A transition's extra step: count the recovery when it sent the job on to its next attempt."""
+
+    def count(pipe, t: Transition) -> None:
+        if t.dispatch is not None:
+            pipe.hincrby(STATS, counter, 1)
+
+    return count
 
 
 def _enc(value: Any) -> str | int | float:

@@ -1,6 +1,6 @@
 """`cis490-train run MANIFEST`: the whole fleet on one machine, for a demo or a laptop.
 
-Starts a private redis-server, the store and workers, applies the manifest,
+Starts a private redis-server, the store, the coordinator and workers, applies the manifest,
 shows progress, prints the results and stops everything it started. Exits 0
 only when every job this machine may run completed.
 """
@@ -17,7 +17,7 @@ from rich.console import Console
 
 from .capability import Capability
 from .config import Settings
-from .embedded import RedisServer, StoreServer, WorkerProcess, child_env, new_token
+from .embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, child_env, new_token
 from .errors import DataError, EmbeddedRunError
 from .lifecycle import COMPLETED, TERMINAL
 from .manifest import Manifest
@@ -73,6 +73,7 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
         store = StoreServer(settings.store_root, env, log=tmp / "store.log").start()
         started.append(store)
         env["CIS490_STORE_URL"] = store.url
+        started.append(CoordinatorProcess(env, tmp / "coordinator.log").start())
         registry = Registry(redis_server.url)
         fleet = []
         for i in range(workers):

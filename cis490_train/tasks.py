@@ -8,9 +8,10 @@ from typing import Any
 
 from celery.exceptions import Reject
 
-from .attempt import AttemptRunner, progress_line
-from .errors import BrokerUnavailable
+from .attempt import AttemptRunner, Outcome, progress_line
+from .errors import BadRequest, BrokerUnavailable, CoordinatorUnavailable
 from .celery import app
+from .ids import check_attempt, check_job_id, task_id
 from .registry import JobRecord, Registry
 from .worker import runtime
 
@@ -27,10 +28,6 @@ def progress_event(meta: dict[str, Any]) -> dict[str, Any]:
     """
     fields = {k: v for k, v in meta.items() if k != "name"}
     return {**fields, "job_name": meta.get("name"), "result": progress_line(meta)}
-
-
-def task_id(job_id: str, attempt: int) -> str:
-    return f"{job_id}:{attempt}"
 
 
 def send_attempt(job_id: str, attempt: int, queue: str, priority: int, producer: Any = None) -> None:
@@ -60,7 +57,14 @@ def dispatch(registry: Registry, job: JobRecord) -> None:
 
 
 @app.task(name=TASK_NAME, bind=True)
-def train(self, job_id: str, attempt: int) -> dict[str, Any]:
+def train(self, job_id: Any, attempt: Any) -> dict[str, Any]:
+    try:
+        job_id, attempt = check_job_id(job_id), check_attempt(attempt)
+    except BadRequest as exc:
+        # Anyone who may write to a queue can send a message; only well-formed ones name a job.
+        log.warning("dropping message %s: %s", self.request.id, exc)
+        return Outcome(str(job_id)[:64], 0, "dropped", str(exc)).to_dict()
+
     def report(meta: dict[str, Any]) -> None:
         try:
             self.update_state(state="PROGRESS", meta=meta)
@@ -74,7 +78,6 @@ def train(self, job_id: str, attempt: int) -> dict[str, Any]:
         capability=runtime.capability,
         worker=self.request.hostname,
         on_progress=report,
-        dispatch=lambda job: dispatch(runtime.registry, job),
         stopping=runtime.stopping,
     )
     wake = threading.Event()
@@ -82,9 +85,9 @@ def train(self, job_id: str, attempt: int) -> dict[str, Any]:
     try:
         queue = (self.request.delivery_info or {}).get("routing_key") or ""
         return runner.run(job_id, attempt, wake, queue).to_dict()
-    except BrokerUnavailable as exc:
-        # Redis stayed away past the registry's patience: hand the message back rather than ack it.
-        # If the job was claimed, its silent lease is the reaper's; a returned message is then stale.
+    except (BrokerUnavailable, CoordinatorUnavailable) as exc:
+        # Redis or the coordinator stayed away: hand the message back rather than ack it. If the
+        # job was claimed, its silent lease is the reaper's; a returned message is then stale.
         raise Reject(str(exc), requeue=True) from None
     finally:
         runtime.untrack(self.request.id)

@@ -2,9 +2,13 @@
 
 At boot, the tiers given with `-Q` are checked against the hardware and expanded
 into the class queues this host may consume. A background thread keeps the
-worker's registry record alive and adds (or drops) class queues as manifests
-create them or host policies change, without a restart. On SIGTERM every
+worker's registry record alive and makes the queues it actually consumes match
+the ones it may, every second, whatever changed them: a manifest that created a
+queue, a changed host policy, or an operator's `add_consumer`/`cancel_consumer`.
+It survives any error, counting it in the worker's record. On SIGTERM every
 running training is told to stop, so its attempt is requeued at once.
+
+Workers do not reap: the coordinator does (`coordinator`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from celery import signals
+from celery.worker.consumer import Consumer as CeleryConsumer
 
 from .capability import Capability
 from .config import Settings
@@ -26,10 +31,18 @@ from .routing import subscriptions, validate_tiers
 
 log = logging.getLogger("cis490.worker")
 
-# How long job transitions retry through a Redis restart before an attempt gives up.
+# How long registry reads and requests retry through a Redis restart before an attempt gives up.
 REDIS_PATIENCE_S = 60.0
-# How long an attempt may sit unsent (its sender died between the registry write and the broker) before the reaper sends it.
-UNSENT_GRACE_S = 10.0
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer with mingle and gossip off, whatever the command line says: mingle
+    broadcasts `hello` on the remote-control channel at boot, and the worker user may not publish
+    there (see `acl`). Nothing in the fleet uses what they share (revokes, clocks, elections)."""
+
+    def __init__(self, *args, worker_options=None, **kwargs):
+        options = {**(worker_options or {}), "without_mingle": True, "without_gossip": True}
+        super().__init__(*args, worker_options=options, **kwargs)
 
 
 @dataclass
@@ -45,7 +58,8 @@ class Runtime:
     stopping: threading.Event = field(default_factory=threading.Event)
     active: dict[str, threading.Event] = field(default_factory=dict)
     consumer: object | None = None
-    _requested: set[str] = field(default_factory=set)
+    errors: int = 0
+    _base: set[str] = field(default_factory=set)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -58,17 +72,20 @@ class Runtime:
         self.started_at = time.time()
         # Registered before the queue classes are read: an enqueue racing this boot sees one or the other.
         self.publish(queues=self.tiers)
+        self._base = set(self.current_queues(app))
         for name in self.eligible():
             app.amqp.queues.select_add(name)
-            self._requested.add(name)
         self.publish(queues=self.current_queues(app))
-        log.info("host %s serves tiers %s; consuming %s", self.capability.host_id, ",".join(self.tiers), ", ".join(sorted(self._requested)) or "nothing yet")
+        log.info("host %s serves tiers %s; consuming %s", self.capability.host_id, ",".join(self.tiers), ", ".join(self.current_queues(app)) or "nothing yet")
 
     def eligible(self) -> list[str]:
         policy = self.registry.host_policy(self.capability.host_id)
         return subscriptions(self.registry.queue_classes(), self.capability, policy, self.tiers)
 
     def current_queues(self, app) -> tuple[str, ...]:
+        """What the consumer really consumes once it runs (before: what it was configured with)."""
+        if self.consumer is not None:
+            return tuple(sorted({q.name for q in list(self.consumer.task_consumer.queues)}))
         return tuple(sorted(app.amqp.queues.consume_from or ()))
 
     def publish(self, queues: tuple[str, ...]) -> None:
@@ -89,6 +106,7 @@ class Runtime:
             seen_at=now,
             active=active,
             ready=self.consumer is not None,
+            errors=self.errors,
         )
         self.registry.register_worker(info, ttl_s=max(3 * self.settings.heartbeat_s, 5.0))
 
@@ -103,59 +121,29 @@ class Runtime:
         last_publish = 0.0
         while not self.stopping.wait(interval):
             try:
-                self._reconcile(app)
+                self._reconcile()
                 if time.monotonic() - last_publish >= self.settings.heartbeat_s:
                     self.publish(self.current_queues(app))
                     last_publish = time.monotonic()
-                # The lock outlives a few missed renewals but lapses well before a lease goes stale.
-                if self.registry.lead(self.nodename, ttl_s=max(2.0, min(5.0, self.settings.stale_after_s / 2))):
-                    self._reap()
             except Cis490Error as exc:
+                self.errors += 1
                 log.warning("registry sync failed: %s", exc)
+            except Exception:
+                self.errors += 1
+                log.exception("registry sync survived an error")
 
-    def _reap(self) -> None:
-        """One reaper pass (only the worker holding the reaper lock runs it)."""
-        from .tasks import dispatch, send_attempt
-
-        stale = self.settings.stale_after_s
-        now = time.time()
-        for job_id in self.registry.stale_leases(now - stale):
-            t = self.registry.reap(job_id, stale)
-            if not t.ok:
-                continue
-            job = self.registry.get(job_id)
-            log.warning("reaper: %s (%s) %s; %s", job.name, job_id, job.error, "requeued" if t.dispatch else "failed")
-            if t.dispatch is not None:
-                dispatch(self.registry, job)
-        limbo = max(3 * stale, self.settings.vram_wait_s + 2 * stale)
-        for job in self.registry.release_taken_unclaimed(now - limbo):
-            log.warning("reaper: %s attempt %s was taken by a worker that never claimed it; sending it again", job.name, job.attempt)
-            dispatch(self.registry, job)
-        for job_id in self.registry.unsent_before(now - UNSENT_GRACE_S):
-            job = self.registry.get(job_id)
-            if job.status == "pending" and not job.sent:
-                log.warning("reaper: sending %s attempt %s, whose message never reached the broker", job.name, job.attempt)
-                dispatch(self.registry, job)
-                self.registry.count_resent()
-            else:
-                self.registry.forget_unsent(job_id)
-        for job_id in self.registry.due_fallbacks(now):
-            job = self.registry.fall_back(job_id)
-            if job is not None:
-                log.info("reaper: no CUDA host started %s in %ss; offering it to the CPU tier (%s)", job.name, job.spec.prefer_cuda_grace_s, job.fallback_queue)
-                send_attempt(job.job_id, job.attempt, job.fallback_queue, job.broker_priority)
-
-    def _reconcile(self, app) -> None:
-        wanted = set(self.eligible())
+    def _reconcile(self) -> None:
+        """Consume exactly the queues this host may: the tiers it was started with and its eligible
+        class queues, compared with what the consumer really consumes."""
+        wanted = self._base | set(self.eligible())
         consumer = self.consumer
-        for name in sorted(wanted - self._requested):
+        actual = set(self.current_queues(consumer.app))
+        for name in sorted(wanted - actual):
             consumer.call_soon(consumer.add_task_queue, name)
-            self._requested.add(name)
-            log.info("subscribing to new class queue %s", name)
-        for name in sorted(self._requested - wanted):
+            log.info("subscribing to class queue %s", name)
+        for name in sorted(actual - wanted):
             consumer.call_soon(consumer.cancel_task_queue, name)
-            self._requested.discard(name)
-            log.info("leaving class queue %s (no longer eligible)", name)
+            log.info("leaving queue %s (this host may not consume it)", name)
 
     def track(self, task_id: str, wake: threading.Event) -> None:
         with self._lock:

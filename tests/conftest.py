@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from browser import INSTALL_HINT, Browser, find_chromium
-from cis490_train.embedded import RedisServer, StoreServer, WorkerProcess, new_token
+from cis490_train.embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, new_token
 from cis490_train.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,11 +134,30 @@ def write_capability(path: Path, host_id: str, *, cores: int = 2, ram: float = 1
 
 
 @pytest.fixture
-def start_worker(fleet_env, registry, tmp_path):
+def start_coordinator(fleet_env, tmp_path):
+    """Start the fleet's coordinator (a real `cis490-train coordinator` process), by default with the
+    test's environment as it is at that moment; `start_worker` starts one if the test has none."""
+    started: list[CoordinatorProcess] = []
+
+    def start(env: dict[str, str] | None = None) -> CoordinatorProcess:
+        c = CoordinatorProcess(dict(env or fleet_env), tmp_path / f"coordinator-{len(started) + 1}.log")
+        started.append(c)
+        return c.start()
+
+    start.started = started
+    yield start
+    for c in started:
+        c.stop()
+
+
+@pytest.fixture
+def start_worker(fleet_env, registry, tmp_path, start_coordinator):
     """Start a real `celery worker` standing in for a host described by a capability file."""
     started: list[WorkerProcess] = []
 
     def start(host_id: str, tiers: str = "cpu", *, cores: int = 2, ram: float = 16.0, gpus: list[float] = (), wait: bool = True) -> WorkerProcess:
+        if not start_coordinator.started:
+            start_coordinator()
         cap = write_capability(tmp_path / f"cap-{host_id}.json", host_id, cores=cores, ram=ram, gpus=list(gpus))
         env = dict(fleet_env, CIS490_CAPABILITY_FILE=str(cap), CIS490_HOST_ID=host_id)
         w = WorkerProcess(f"w{len(started) + 1}-{host_id}@test", tiers, env, tmp_path / f"worker-{host_id}-{len(started) + 1}.log")

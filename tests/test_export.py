@@ -28,7 +28,7 @@ def finish(registry, name: str, model: str, score: float, host: str) -> None:
     """A job taken through claim, start and complete by the registry, with a trainer-shaped result."""
     spec = JobSpec(name=name, model=model, split_recipe="sample", seed=len(name))
     registry.apply([(spec, QueueClass.for_job(spec).name, 0)], "export")
-    lease = Lease(attempt=1, worker=f"w@{host}", host=host)
+    lease = Lease.new(1, f"w@{host}", host)
     assert registry.claim(spec.job_id, lease).ok and registry.start(spec.job_id, lease).ok
     result = {
         "metrics": {m: estimate(score - i / 100) for i, m in enumerate(METRICS)},

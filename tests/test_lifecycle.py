@@ -5,12 +5,12 @@ from __future__ import annotations
 from cis490_train import lifecycle as lc
 from cis490_train.lifecycle import JobState, Lease
 
-W1 = Lease(attempt=1, worker="w1", host="a")
-W2 = Lease(attempt=1, worker="w2", host="b")
+W1 = Lease.new(1, "w1", "a")
+W2 = Lease.new(1, "w2", "b")
 
 
-def held(status=lc.RUNNING, attempt=1, starts=1, max_attempts=3, worker="w1") -> JobState:
-    return JobState(status, attempt, starts, max_attempts, worker)
+def held(status=lc.RUNNING, attempt=1, starts=1, max_attempts=3, worker="w1", by: Lease = W1) -> JobState:
+    return JobState(status, attempt, starts, max_attempts, worker, lease_hash=lc.lease_digest(by.secret))
 
 
 def test_claim_takes_a_pending_job_once():
@@ -22,11 +22,11 @@ def test_claim_takes_a_pending_job_once():
 
 def test_stale_attempt_changes_nothing():
     for event in (
-        lambda s: lc.claim(s, Lease(1, "w1"), 0),
-        lambda s: lc.start(s, Lease(1, "w1"), 0),
-        lambda s: lc.beat(s, Lease(1, "w1"), 0),
-        lambda s: lc.complete(s, Lease(1, "w1"), 0, "a" * 64, "{}"),
-        lambda s: lc.fail(s, Lease(1, "w1"), 0, lc.TRAINER_ERROR, "x", False),
+        lambda s: lc.claim(s, Lease.new(1, "w1"), 0),
+        lambda s: lc.start(s, Lease.new(1, "w1"), 0),
+        lambda s: lc.beat(s, Lease.new(1, "w1"), 0),
+        lambda s: lc.complete(s, Lease.new(1, "w1"), 0, "a" * 64, "{}"),
+        lambda s: lc.fail(s, Lease.new(1, "w1"), 0, lc.TRAINER_ERROR, "x", False),
     ):
         t = event(held(lc.RUNNING, attempt=2))
         assert not t.ok and "stale attempt 1" in t.reason and not t.changes
@@ -36,12 +36,13 @@ def test_only_the_lease_holder_beats_completes_or_fails():
     state = held(lc.RUNNING, worker="w1")
     assert lc.beat(state, W1, 1.0, '{"epoch": 1}').ok
     for t in (lc.beat(state, W2, 1.0), lc.complete(state, W2, 1.0, "x", "{}"), lc.fail(state, W2, 1.0, lc.UPLOAD_ERROR, "e", True)):
-        assert not t.ok and "held by w1" in t.reason
+        assert not t.ok and "held by another claim (w1)" in t.reason
 
 
 def test_lifecycle_claim_start_beat_complete():
     s = JobState(lc.PENDING, 1)
-    s = JobState(lc.claim(s, W1, 1).changes["status"], 1, 1, 3, "w1")
+    claimed = lc.claim(s, W1, 1).changes
+    s = JobState(claimed["status"], 1, 1, 3, "w1", lease_hash=claimed["lease"])
     t = lc.start(s, W1, 2)
     assert t.ok and t.changes["status"] == lc.RUNNING
     s = held(lc.RUNNING)
@@ -89,3 +90,45 @@ def test_retry_policy_by_failure_type():
     for failure in (lc.TRAINER_ERROR, lc.TIMEOUT):
         assert not lc.should_retry(failure, retry_on_error=False) and lc.should_retry(failure, retry_on_error=True)
     assert not lc.should_retry(lc.CANCELLED_FAILURE, retry_on_error=True)
+
+
+def test_the_lease_is_the_claims_secret_not_the_workers_name():
+    claimed = lc.claim(JobState(lc.PENDING, 1), W1, 1.0).changes
+    assert claimed["lease"] == lc.lease_digest(W1.secret) and W1.secret not in claimed.values()
+    state = JobState(lc.RUNNING, 1, 1, 3, "w1", lease_hash=claimed["lease"])
+    impostor = Lease(1, "w1", "a", secret="0" * 64)  # same attempt, same worker name, another secret
+    for t in (lc.beat(state, impostor, 2.0), lc.complete(state, impostor, 2.0, "f" * 64, "{}"), lc.fail(state, impostor, 2.0, lc.TRAINER_ERROR, "x", False)):
+        assert not t.ok and "held by another claim" in t.reason
+    assert lc.beat(state, W1, 2.0).ok
+    assert not lc.claim(JobState(lc.PENDING, 1), Lease(1, "w1", "a"), 1.0).ok  # a claim without a secret
+    assert not lc.beat(JobState(lc.RUNNING, 1, 1, 3, "w1"), Lease(1, "w1", "a"), 2.0).ok  # no recorded lease: nobody holds it
+
+
+def test_every_end_of_a_lease_forgets_its_hash():
+    state = held(lc.RUNNING)
+    for t in (lc.fail(state, W1, 5, lc.UPLOAD_ERROR, "e", True), lc.fail(state, W1, 5, lc.TRAINER_ERROR, "e", False), lc.requeue(state, 5), lc.cancel(state, 5), lc.reap(state, 1e9, 15.0)):
+        assert t.ok and t.changes["lease"] == ""
+
+
+def test_silence_counts_from_when_the_reaper_started_watching():
+    silent = JobState(lc.RUNNING, 1, 1, 3, "w1", heartbeat_at=100.0)
+    assert not lc.reap(silent, 200.0, 15.0, watching_since=190.0).ok  # the coordinator was down until 190
+    assert lc.reap(silent, 206.0, 15.0, watching_since=190.0).ok
+
+
+def test_a_lost_message_becomes_the_next_attempt_once():
+    t = lc.resend(JobState(lc.PENDING, 2), 2, 1.0)
+    assert t.ok and t.dispatch == 3 and t.changes["sent"] == 0
+    assert not lc.resend(JobState(lc.PENDING, 3), 2, 1.0).ok  # already resent
+    assert not lc.resend(held(lc.RUNNING, attempt=2), 2, 1.0).ok  # claimed meanwhile
+
+
+def test_a_malformed_record_is_reported_with_its_key():
+    import pytest
+
+    from cis490_train.errors import BadRecord
+
+    for fields, word in (({"status": "pending", "attempt": "x"}, "attempt"), ({"status": "bogus"}, "status"), ({"status": "running", "heartbeat_at": "nan"}, "heartbeat_at"), ({"attempt": "¹"}, "attempt")):
+        with pytest.raises(BadRecord) as err:
+            JobState.from_fields(fields, "cis490:job:abc")
+        assert err.value.key == "cis490:job:abc" and word in err.value.problem

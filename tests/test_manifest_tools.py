@@ -162,7 +162,7 @@ def test_diff_predicts_exactly_what_the_next_enqueue_does(fleet_env, registry, r
     path.write_text(V1)
     assert cli(fleet_env, "enqueue", str(path)).returncode == 0
     finished, busy = registry.find("finished"), registry.find("busy")
-    lease = Lease(attempt=1, worker="w@test", host="h")
+    lease = Lease.new(1, "w@test", "h")
     for step in (registry.claim, registry.start):
         assert step(finished.job_id, lease).ok and step(busy.job_id, lease).ok
     assert registry.complete(finished.job_id, lease, "a" * 64, {"metrics": {}}).ok

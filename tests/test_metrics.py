@@ -102,7 +102,7 @@ def test_scraped_figures_match_the_registry(fleet_env, registry, redis_url, stor
     assert m[("cis490_scrape_duration_seconds", ())] > 0
 
     worker.stop()  # no reaper from here on: what follows is the test's alone
-    lease = Lease(attempt=1, worker="gone@ghost", host="ghost")
+    lease = Lease.new(1, "gone@ghost", "ghost")
     assert registry.claim(waiting.job_id, lease).ok
     beat = registry.find("waits-for-a-gpu").heartbeat_at
     m = scrape(url)
@@ -145,7 +145,7 @@ def _job(registry, name: str, **kw):
 def test_the_reapers_recoveries_are_counted_where_they_happen(registry, redis_url):
     retried, last_try = _job(registry, "retried"), _job(registry, "last-try", max_attempts=1)
     for job_id in (retried, last_try):
-        assert registry.claim(job_id, Lease(attempt=1, worker="gone@ghost")).ok
+        assert registry.claim(job_id, Lease.new(1, "gone@ghost")).ok
     assert registry.reap(retried, stale_after_s=0.0).dispatch == 2
     assert registry.reap(last_try, stale_after_s=0.0).dispatch is None  # failed for good: not a recovery
     assert registry.stats() == {"requeued": 1}

@@ -62,7 +62,7 @@ def test_no_double_assignment_under_concurrent_claims(registry):
 
     def claim(i):
         barrier.wait()
-        results.append(Registry(registry.url).claim(a.job_id, Lease(1, f"w{i}", f"h{i}")).ok)
+        results.append(Registry(registry.url).claim(a.job_id, Lease.new(1, f"w{i}", f"h{i}")).ok)
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
     for t in threads:
@@ -77,10 +77,10 @@ def test_no_double_assignment_under_concurrent_claims(registry):
 def test_heartbeat_from_wrong_worker_or_attempt_is_rejected(registry):
     a = spec("a")
     registry.apply(plans(a), "m")
-    lease = Lease(1, "w1", "h1")
+    lease = Lease.new(1, "w1", "h1")
     assert registry.claim(a.job_id, lease).ok
-    assert not registry.beat(a.job_id, Lease(1, "w2", "h2")).ok
-    assert not registry.beat(a.job_id, Lease(2, "w1", "h1")).ok
+    assert not registry.beat(a.job_id, Lease.new(1, "w2", "h2")).ok
+    assert not registry.beat(a.job_id, Lease.new(2, "w1", "h1")).ok
     assert registry.beat(a.job_id, lease, {"epoch": 3}).ok
     assert registry.get(a.job_id).progress == {"epoch": 3}
 
@@ -88,9 +88,9 @@ def test_heartbeat_from_wrong_worker_or_attempt_is_rejected(registry):
 def test_lifecycle_with_artifact_id(registry):
     a = spec("a")
     registry.apply(plans(a), "m")
-    lease = Lease(1, "w1", "h1")
+    lease = Lease.new(1, "w1", "h1")
     assert registry.claim(a.job_id, lease).ok and registry.start(a.job_id, lease).ok
-    assert registry.complete(a.job_id, lease, "ab" * 32, {"metrics": {"accuracy": {"value": 0.9}}}).ok
+    assert registry.complete(a.job_id, lease, "ab" * 32, {"metrics": {"accuracy": {"value": 0.9, "ci_low": 0.8, "ci_high": 0.95}}}).ok
     rec = registry.get(a.job_id)
     assert rec.status == "completed" and rec.artifact_id == "ab" * 32 and rec.result["metrics"]["accuracy"]["value"] == 0.9
     assert registry.attempts(a.job_id)[-1]["outcome"] == "completed"
@@ -101,14 +101,14 @@ def test_lifecycle_with_artifact_id(registry):
 def test_requeue_from_a_stuck_claim_fences_the_old_holder(registry):
     a = spec("a")
     registry.apply(plans(a), "m")
-    old = Lease(1, "w1", "h1")
+    old = Lease.new(1, "w1", "h1")
     registry.claim(a.job_id, old)
     t = registry.requeue(a.job_id)
     assert t.ok and t.dispatch == 2
     assert registry.get(a.job_id).status == "pending"
     assert not registry.start(a.job_id, old).ok
     assert not registry.complete(a.job_id, old, "ab" * 32, {}).ok
-    assert registry.claim(a.job_id, Lease(2, "w2", "h2")).ok
+    assert registry.claim(a.job_id, Lease.new(2, "w2", "h2")).ok
 
 
 def test_find_by_id_prefix_and_name(registry):
@@ -131,7 +131,7 @@ def test_queue_classes_and_hosts(registry):
 
 
 def test_workers_expire_without_heartbeat(registry):
-    info = WorkerInfo("w@h", "h", ("cpu",), ("cpu.gbt",), {"cpu_cores": 2}, 1, time.time(), time.time())
+    info = WorkerInfo("w@h", "h", ("cpu",), ("cpu.gbt",), {"host_id": "h", "cpu_cores": 2, "ram_total_gib": 8.0}, 1, time.time(), time.time())
     registry.register_worker(info, ttl_s=0.3)
     assert [w.name for w in registry.workers()] == ["w@h"]
     deadline = time.monotonic() + 5
@@ -156,7 +156,7 @@ def test_first_jobs_reads_the_rows_a_status_page_shows_and_every_status(registry
     registry.apply([(s, QueueClass.for_job(s).name, 0) for s in specs], "m")
     registry.apply(plans(spec("other")), "n")
     running = specs[4]
-    lease = Lease(1, "w@h", "h")
+    lease = Lease.new(1, "w@h", "h")
     assert registry.claim(running.job_id, lease).ok and registry.start(running.job_id, lease).ok
 
     shown, statuses = registry.first_jobs(display_order, 4, manifest="m")
