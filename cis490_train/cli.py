@@ -20,12 +20,26 @@ from .errors import Cis490Error, UsageError
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+_opened: list = []
+
+
 def _registry(settings: Settings):
     from .registry import Registry
 
     registry = Registry(settings.broker_url)
     registry.ping()
+    _opened.append(registry)
     return registry
+
+
+def _report_problems() -> None:
+    """Each record a command could not read and left out, once, on stderr: the output stays whole."""
+    seen = set()
+    for registry in _opened:
+        for problem in registry.problems:
+            if str(problem) not in seen:
+                seen.add(str(problem))
+                print(f"warning: skipped {problem}", file=sys.stderr)
 
 
 def _print_json(data) -> None:
@@ -714,3 +728,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        _report_problems()

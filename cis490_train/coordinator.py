@@ -17,6 +17,7 @@ serves requests.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -60,7 +61,7 @@ def _dispatch(registry: Registry, job: JobRecord) -> None:
 class Coordinator:
     def __init__(self, settings: Settings, name: str | None = None, dispatch: Dispatch = _dispatch):
         self.settings = settings
-        self.name = name or f"coordinator@{socket.gethostname()}"
+        self.name = name or f"coordinator-{os.getpid()}@{socket.gethostname()}"
         self.registry = Registry(settings.broker_url, patience_s=REDIS_PATIENCE_S)
         self.store = StoreClient(settings.store_url, token=None, timeout=30.0)
         self.dispatch = dispatch

@@ -221,7 +221,7 @@ class WorkerProcess(Service):
                 [
                     sys.executable, "-m", "celery", "-A", "cis490_train", "worker",
                     "-Q", self.tiers, "-n", self.nodename, "-c", str(self.concurrency),
-                    "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+                    "--loglevel", "INFO",
                 ],
                 env=self.env,
                 stdin=subprocess.DEVNULL,

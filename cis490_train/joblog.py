@@ -1,10 +1,13 @@
 """An attempt's trainer output in Redis, so `cis490-train logs` can read it from any host.
 
-Each attempt has a capped stream, `cis490:job:<id>:log:<attempt>`, beside its
+Each attempt has a capped stream, `cis490:log:<id>:<attempt>`, beside its
 `train.log` in the work directory. A `LogShipper` appends to it from a thread of
-its own, one script call per batch over its own connection, so neither a chatty
-trainer nor the heartbeat ever waits on Redis, and a Redis outage costs log
-lines (counted, and said so in the stream), never the attempt.
+its own, one function call per batch (`functions.LOG_APPEND`: a lone `line`
+field holds many lines joined by newlines, one stream entry each, so the
+shipping thread stays off the GIL the trainer's output reader needs) over its
+own connection, so neither a chatty trainer nor the heartbeat ever waits on
+Redis, and a Redis outage costs log lines (counted, and said so in the
+stream), never the attempt.
 
 Entries are `{"line": text}` for an output line, `{"lost": n}` where lines could
 not be kept, and a last `{"end": outcome, "detail": why}` written when the
@@ -23,6 +26,7 @@ from typing import Any
 
 import redis
 
+from . import functions
 from .lifecycle import LEASED, PENDING
 from .registry import Registry, log_key
 from .views import progress_summary
@@ -37,30 +41,6 @@ CLOSE_WAIT_S = 5.0  # the attempt waits at most this long for its last lines to 
 PROGRESS_EVERY_S = 10.0  # a progress line that says nothing new is kept once per this long
 PAGE = 1000
 END_GRACE_S = 5.0  # `logs -f`: after the attempt is over, wait this long for its end entry
-
-# Append a batch in one command: ARGV = cap, ttl, then entries as (field count, field, value, ...);
-# a lone `line` field holds many lines joined by newlines, one stream entry each. Packing one
-# string per batch instead of one XADD per line keeps the shipping thread off the GIL the trainer's
-# output reader needs.
-_APPEND = """
-local i = 3
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  if n == 1 and ARGV[i + 1] == 'line' then
-    local text, from = ARGV[i + 2], 1
-    while true do
-      local nl = string.find(text, '\\n', from, true)
-      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'line', string.sub(text, from, (nl or 0) - 1))
-      if not nl then break end
-      from = nl + 1
-    end
-  else
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, i + 1, i + 2 * n))
-  end
-  i = i + 1 + 2 * n
-end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-"""
 
 Entry = tuple[str, dict[str, str]]
 
@@ -103,7 +83,6 @@ class LogShipper:
         self.flush_s = flush_s
         self.clock = clock
         self.client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5)
-        self._append = self.client.register_script(_APPEND)
         self._pending: deque[str | dict[str, str]] = deque()  # a line, or the end entry
         self._lost = 0
         self._wake = threading.Event()
@@ -189,7 +168,7 @@ class LogShipper:
                 for pair in item.items():
                     args.extend(pair)
         try:
-            self._append(keys=[self.key], args=args)
+            functions.call(self.client, functions.LOG_APPEND, [self.key], args)
         except redis.RedisError as exc:
             self._pending.extendleft(reversed(batch))
             if not self._failing:

@@ -42,7 +42,7 @@ class Snapshot:
 def read_snapshot(registry: Registry, now: float) -> Snapshot:
     from .celeryconfig import broker_transport_options as transport
 
-    registry.problems.clear()
+    registry.clear_problems()
     classes = registry.queue_classes()
     depths = registry.queue_depths((qc.name for qc in classes), transport["priority_steps"], transport["sep"])
     workers: dict[str, int] = {}

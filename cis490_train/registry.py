@@ -364,6 +364,7 @@ class Registry:
         )
         # Records that could not be read, as BadRecord, newest last: readers skip them and the CLI reports them.
         self.problems: list[BadRecord] = []
+        self._reported: set[str] = set()
         self._loaded = False
         self._raw: redis.Redis | None = None
 
@@ -394,8 +395,15 @@ class Registry:
             return functions.call(self.r, name, keys, args, read_only)
 
     def _skip(self, problem: BadRecord) -> None:
-        log.warning("skipping a record that cannot be read: %s", problem)
-        self.problems.append(problem)
+        """Report a record that cannot be read, once per client until `clear_problems`."""
+        if str(problem) not in self._reported:
+            self._reported.add(str(problem))
+            log.warning("skipping a record that cannot be read: %s", problem)
+            self.problems.append(problem)
+
+    def clear_problems(self) -> None:
+        self.problems.clear()
+        self._reported.clear()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

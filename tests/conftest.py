@@ -166,6 +166,7 @@ def start_worker(fleet_env, registry, tmp_path, start_coordinator):
             w.start(registry)
         return w
 
+    start.started = started
     yield start
     for w in started:
         w.stop()

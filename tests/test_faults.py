@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
 import psutil
 import pytest
 
+from cis490_train.embedded import CoordinatorProcess
 from conftest import cli, trainer_processes, wait_for, write_capability
 
 pytestmark = pytest.mark.integration
@@ -187,13 +190,17 @@ def test_cuda_job_waits_for_free_vram_and_says_why(fleet_env, registry, store, s
     assert worker.alive
 
 
-def test_exactly_one_reaper_holds_the_lock_and_another_takes_over(fleet_env, registry, start_worker):
+def test_exactly_one_coordinator_reaps_and_another_takes_over(fleet_env, registry, start_coordinator):
     fleet_env.update(CIS490_HEARTBEAT_S="0.5", CIS490_STALE_AFTER_S="2")
-    workers = {w.nodename: w for w in (start_worker("one", "cpu"), start_worker("two", "cpu"))}
-    holder = wait_for(registry.reaper, 10, "a reaper to take the lock")
-    assert holder in workers
+    first = start_coordinator()
+    second = CoordinatorProcess(dict(fleet_env), first.log.with_name("coordinator-second.log"))
+    second.proc = subprocess.Popen([sys.executable, "-m", "cis490_train", "coordinator"], env=second.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    start_coordinator.started.append(second)
+    by_pid = {str(c.proc.pid): c for c in (first, second)}
+    holder = wait_for(registry.reaper, 10, "a coordinator to take the lock")
     seen = {wait_for(registry.reaper, 5, "the lock") for _ in range(20)}
     assert seen == {holder}  # it keeps the lock while it lives
-    workers[holder].proc.send_signal(signal.SIGKILL)
-    (other,) = set(workers) - {holder}
-    wait_for(lambda: registry.reaper() == other, 10, "the surviving worker to take over the reaper lock")
+    pid = holder.split("-", 1)[1].split("@", 1)[0]
+    by_pid[pid].proc.send_signal(signal.SIGKILL)
+    (other,) = set(by_pid) - {pid}
+    wait_for(lambda: (registry.reaper() or "").startswith(f"coordinator-{other}@"), 10, "the other coordinator to take over the lock")

@@ -13,7 +13,7 @@ import redis
 
 from cis490_train import joblog
 from cis490_train.embedded import RedisServer, free_port
-from cis490_train.registry import log_key
+from cis490_train.registry import Registry, log_key
 from conftest import cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -168,7 +168,14 @@ def _plain(raw: bytes) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw.decode("utf-8", "replace"))
 
 
+def loaded(url: str) -> str:
+    """A Redis with the fleet's functions, as the coordinator (or any operator command) leaves it."""
+    Registry(url).load_functions()
+    return url
+
+
 def test_shipper_caps_the_stream_keeps_the_newest_lines_and_expires(redis_url):
+    loaded(redis_url)
     shipper = joblog.LogShipper(redis_url, "cafe", 1, max_lines=200, keep_s=60).start()
     started = time.perf_counter()
     for i in range(5000):
@@ -187,6 +194,7 @@ def test_shipper_caps_the_stream_keeps_the_newest_lines_and_expires(redis_url):
 
 def test_shipper_keeps_a_progress_line_per_change_and_one_per_period(redis_url):
     now = [0.0]
+    loaded(redis_url)
     shipper = joblog.LogShipper(redis_url, "beef", 2, max_lines=1000, keep_s=60, clock=lambda: now[0]).start()
     tick = '{"event": "progress", "phase": "train", "epoch": %d, "metric": %s}'
     for epoch, metric, at in ((1, "null", 0.0), (1, "null", 1.0), (1, "null", 9.0), (1, "0.5", 9.5), (1, "0.5", 19.6), (2, "null", 19.7)):
@@ -202,6 +210,7 @@ def test_shipper_keeps_a_progress_line_per_change_and_one_per_period(redis_url):
 def test_shipper_rides_out_a_redis_restart_and_never_raises(tmp_path):
     port = free_port()
     server = RedisServer(tmp_path / "r1", port=port).start()
+    loaded(server.url)
     shipper = joblog.LogShipper(server.url, "f00d", 1, max_lines=100, keep_s=60, flush_s=0.05).start()
     try:
         shipper.add("before")
@@ -214,6 +223,7 @@ def test_shipper_rides_out_a_redis_restart_and_never_raises(tmp_path):
         assert time.perf_counter() - started < 0.5
         wait_for(lambda: shipper.failing, 10, "a write to fail while Redis is down")
         server = RedisServer(tmp_path / "r2", port=port).start()
+        loaded(server.url)
         r = redis.Redis.from_url(server.url, decode_responses=True)
         wait_for(lambda: r.xlen(log_key("f00d", 1)) >= 100, 15, "the waiting lines once Redis is back")
         shipper.close("completed")
