@@ -1,0 +1,205 @@
+"""Attacks on the artifact store and on bundles, replayed against a real `store serve` process, the
+real `cis490-train evaluate` and the real functions: each must fail harmlessly, in one line, leaving
+nothing behind and holding no thread, connection or CPU."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import select
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import zstandard
+
+from cis490_train.artifacts.bundle import MAX_HEADER_BYTES, extract_bundle, make_bundle
+from cis490_train.artifacts.client import StoreClient
+from cis490_train.artifacts.summary import SCAN_BYTES, _BoundedReader, _ScanLimit, read_report
+from cis490_train.embedded import StoreServer, new_token
+from cis490_train.errors import ArtifactNotFound, StoreError
+from conftest import wait_for
+
+TOKEN = new_token()
+DEADLINE_S = 20.0
+JOB = "0123456789abcdef"
+
+
+@pytest.fixture
+def start_store(tmp_path: Path) -> Iterator[Callable[..., StoreServer]]:
+    """Real store processes with extra `store serve` options; each must stop cleanly with no traceback logged."""
+    started: list[StoreServer] = []
+
+    def start(*args: str) -> StoreServer:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CIS490_")}
+        env["CIS490_WORKER_TOKEN"] = TOKEN
+        name = f"store{len(started)}"
+        server = StoreServer(tmp_path / name, env, log=tmp_path / f"{name}.log", args=args)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+        log = server.log.read_text()
+        assert server.proc.returncode == 0, log
+        assert "Traceback" not in log and TOKEN not in log
+
+
+@pytest.fixture(scope="module")
+def trained(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One real trainer run: its output folder (weights, ckpt.json, report.json) and its report."""
+    work = tmp_path_factory.mktemp("trained")
+    spec = {"job_id": JOB, "name": "g", "model": "gbt", "mode": "oracle", "hyper": {"n_estimators": 20},
+            "split_recipe": "host", "train_hosts": ["elliott-thinkpad", "lab-ws1"], "seed": 3, "n_resamples": 300}
+    (work / "spec.json").write_text(json.dumps(spec))
+    subprocess.run([sys.executable, "-m", "cis490_train.trainer", "--spec", str(work / "spec.json"), "--out",
+                    str(work / "out"), "--data", str(dataset), "--threads", "1"], check=True, capture_output=True,
+                   timeout=300)
+    return work / "out", json.loads((work / "out" / "report.json").read_text())
+
+
+def _headers(**extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}", "X-Cis490-Model": "gbt", "X-Cis490-Mode": "oracle",
+            "X-Cis490-Job": JOB, "X-Cis490-Attempt": "1", "X-Cis490-Host": "attacker", **extra}
+
+
+def _put(store: StoreServer, data: bytes) -> httpx.Response:
+    return httpx.put(f"{store.url}/v1/artifacts/{hashlib.sha256(data).hexdigest()}", content=data,
+                     headers=_headers(), timeout=120.0)
+
+
+def _cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def _held(store: StoreServer) -> int:
+    """Client connections the store process holds a socket for."""
+    return sum(1 for c in psutil.Process(store.proc.pid).net_connections("tcp")
+               if c.status != psutil.CONN_LISTEN and c.laddr.port == store.port)
+
+
+def _closed_without_an_answer(sock: socket.socket) -> bool:
+    """True once the peer closes having sent nothing; a peer that never closes fails at the socket timeout."""
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _read_to_close(sock: socket.socket) -> bytes:
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    return reply
+
+
+def _huge_member_bundle(declared: int) -> bytes:
+    """A lone tar header declaring `declared` bytes of data that the stream never holds (about 100 bytes)."""
+    info = tarfile.TarInfo("model.pt")
+    info.size = declared
+    return zstandard.ZstdCompressor(level=19).compress(info.tobuf(tarfile.PAX_FORMAT))
+
+
+def _hand_bundle(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                tar.addfile(member)
+            else:
+                info = tarfile.TarInfo(member[0])
+                info.size = len(member[1])
+                tar.addfile(info, io.BytesIO(member[1]))
+    path.write_bytes(zstandard.ZstdCompressor(level=19).compress(buf.getvalue()))
+    return path
+
+
+class _Zeros:
+    def __init__(self, size: int):
+        self.left = size
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        self.left -= size
+        return bytes(size)
+
+
+def _bomb(path: Path, members: list[tuple[str, int]]) -> Path:
+    """Members of zeros, streamed through the compressor: gigabytes in a few dozen kilobytes."""
+    with path.open("wb") as raw, zstandard.ZstdCompressor(level=19).stream_writer(raw) as zw:
+        with tarfile.open(fileobj=zw, mode="w|") as tar:
+            for name, size in members:
+                info = tarfile.TarInfo(name)
+                info.size = size
+                tar.addfile(info, _Zeros(size))
+    return path
+
+
+def _evaluate(bundle: Path, dataset: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIS490_")}
+    env.update(HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path / "evaluate-tmp"))
+    (tmp_path / "evaluate-tmp").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "cis490_train", "evaluate", str(bundle), "--data", str(dataset),
+                           "--n-resamples", "50"], env=env, capture_output=True, text=True, timeout=300)
+
+
+def _one_error_line(run: subprocess.CompletedProcess) -> str:
+    assert run.returncode != 0, run.stdout
+    assert "Traceback" not in run.stderr, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+    return lines[0]
+
+
+# 2. Decompression bomb: `evaluate` expanded a bundle of a few dozen kilobytes to 2 GiB on disk.
+
+
+def test_a_decompression_bomb_is_refused_before_a_byte_of_it_is_written(tmp_path: Path) -> None:
+    bomb = _bomb(tmp_path / "bomb.tar.zst", [("ckpt.json", 1000), ("model.pt", 2 << 30)])
+    assert bomb.stat().st_size < 200_000
+    work = tmp_path / "work"
+    work.mkdir()
+    written = psutil.Process().io_counters().write_chars
+    with pytest.raises(StoreError, match="declare more than 268435456 bytes") as refused:
+        extract_bundle(bomb, work / "checkpoint")
+    assert psutil.Process().io_counters().write_chars - written < 1 << 20
+    assert "\n" not in str(refused.value)
+    assert list(work.iterdir()) == []  # the member written before the refusal is gone with its staging folder
+
+
+def test_evaluate_refuses_a_bomb_in_one_line(tmp_path: Path, dataset: Path) -> None:
+    bomb = _bomb(tmp_path / "bomb.tar.zst", [("model.pt", 2 << 30)])
+    line = _one_error_line(_evaluate(bomb, dataset, tmp_path))
+    assert "refusing to extract" in line and "declare more than" in line
+    assert list((tmp_path / "evaluate-tmp").iterdir()) == []
+
+
+def test_member_count_and_metadata_headers_are_capped(tmp_path: Path) -> None:
+    four = _hand_bundle(tmp_path / "four.tar.zst", [(f"f{i}", b"x") for i in range(4)])
+    with pytest.raises(StoreError, match="more than 3 members"):
+        extract_bundle(four, tmp_path / "refused", max_members=3)
+    assert not (tmp_path / "refused").exists()
+    assert sorted(p.name for p in extract_bundle(four, tmp_path / "ok", max_members=4).iterdir()) == \
+        ["f0", "f1", "f2", "f3"]
+    with pytest.raises(StoreError, match="declare more than 3 bytes"):
+        extract_bundle(four, tmp_path / "small", max_bytes=3)
+
+    padded = tarfile.TarInfo("model.pt")
+    padded.pax_headers = {"comment": "x" * (64 << 20)}  # tarfile would hold 64 MiB of header in memory
+    header_bomb = _hand_bundle(tmp_path / "header.tar.zst", [padded])
+    with pytest.raises(StoreError, match=f"metadata header of .* bytes exceeds {MAX_HEADER_BYTES}"):
+        extract_bundle(header_bomb, tmp_path / "header")
+    assert read_report(header_bomb) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["four.tar.zst", "header.tar.zst", "ok"]
