@@ -203,3 +203,107 @@ def test_member_count_and_metadata_headers_are_capped(tmp_path: Path) -> None:
         extract_bundle(header_bomb, tmp_path / "header")
     assert read_report(header_bomb) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["four.tar.zst", "header.tar.zst", "ok"]
+
+
+# 3. Untrusted pickles and other malformed bundle content: `evaluate` ended in a traceback.
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _torch_pickle(marker: Path) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        import torch
+
+        torch.save({"arch": _RunsCode(marker), "state_dict": {}}, path)
+
+    return write
+
+
+def _plain_weights_without_fields(path: Path) -> None:
+    import torch
+
+    torch.save({"x": torch.zeros(2)}, path)
+
+
+def _booster_for_other_features(n_features: int, n_classes: int) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        import numpy as np
+        import xgboost as xgb
+
+        rows = np.random.default_rng(0).random((40, n_features))
+        dmat = xgb.DMatrix(rows, label=np.arange(40) % n_classes)
+        xgb.train({"objective": "multi:softprob", "num_class": n_classes, "nthread": 1}, dmat, 2).save_model(str(path))
+
+    return write
+
+
+def _narrower(ckpt: dict) -> Callable[[Path], None]:
+    """A booster trained on fewer features than the dataset has: xgboost refuses the wider rows."""
+    assert len(ckpt["feature_columns"]) > 2
+    return _booster_for_other_features(2, len(ckpt["classes"]))
+
+
+Case = Callable[[dict, Path], tuple[dict | bytes, dict[str, bytes | Callable[[Path], None]], str]]
+# Each case turns the real ckpt.json and a marker path into (ckpt.json, weights files, what the error line says).
+CASES: dict[str, Case] = {
+    "a torch file whose pickle runs code":
+        lambda ckpt, marker: (dict(ckpt, model="mlp"), {"model.pt": _torch_pickle(marker)}, "not plain weights"),
+    "a bare pickle that runs code":
+        lambda ckpt, marker: (dict(ckpt, model="mlp"), {"model.pt": pickle.dumps(_RunsCode(marker), protocol=4)},
+                              "not plain weights"),
+    "weights that are no torch file":
+        lambda ckpt, marker: (dict(ckpt, model="mlp"), {"model.pt": os.urandom(2000)}, "not plain weights"),
+    "plain weights without the model's fields":
+        lambda ckpt, marker: (dict(ckpt, model="mlp"), {"model.pt": _plain_weights_without_fields},
+                              "cannot be loaded as mlp weights"),
+    "gbt weights that are no booster":
+        lambda ckpt, marker: (ckpt, {"model.xgb.json": b'{"x": 1}'}, "cannot be loaded as gbt weights"),
+    "gbt weights for other features":
+        lambda ckpt, marker: (ckpt, {"model.xgb.json": _narrower(ckpt)}, "cannot score this dataset"),
+    "ckpt.json that is no object": lambda ckpt, marker: (b"[]", {}, "not a JSON object"),
+    "ckpt.json that is no UTF-8 JSON": lambda ckpt, marker: (b"\xff{", {}, "not readable JSON"),
+    "ckpt.json without classes":
+        lambda ckpt, marker: ({k: v for k, v in ckpt.items() if k != "classes"}, {}, "'classes' is missing"),
+    "ckpt.json with a baseline outside the classes":
+        lambda ckpt, marker: (dict(ckpt, baseline_class="nope"), {}, "'baseline_class' 'nope' is not one of"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_evaluate_refuses_untrusted_or_malformed_bundle_content_in_one_line(
+        case: str, trained: tuple[Path, dict], dataset: Path, tmp_path: Path) -> None:
+    out, _ = trained
+    marker = tmp_path / "the-pickle-ran"
+    ckpt, files, expected = CASES[case](json.loads((out / "ckpt.json").read_text()), marker)
+    src = tmp_path / "bundle-src"
+    src.mkdir()
+    (src / "ckpt.json").write_bytes(ckpt if isinstance(ckpt, bytes) else json.dumps(ckpt).encode())
+    for name, content in files.items():
+        if callable(content):
+            content(src / name)
+        else:
+            (src / name).write_bytes(content)
+    bundle = make_bundle(src, tmp_path / "bundle.tar.zst")
+    line = _one_error_line(_evaluate(bundle.path, dataset, tmp_path))
+    assert expected in line
+    assert not marker.exists()
+
+
+def test_evaluate_refuses_what_is_not_a_bundle_in_one_line(tmp_path: Path, dataset: Path) -> None:
+    junk = tmp_path / "junk.tar.zst"
+    junk.write_bytes(os.urandom(4000))
+    assert "is not a readable bundle" in _one_error_line(_evaluate(junk, dataset, tmp_path))
+
+
+def test_the_real_bundle_still_evaluates(trained: tuple[Path, dict], dataset: Path, tmp_path: Path) -> None:
+    out, report = trained
+    bundle = make_bundle(out, tmp_path / "bundle.tar.zst")
+    run = _evaluate(bundle.path, dataset, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"{report['n_test']} test windows" in run.stdout
