@@ -307,3 +307,126 @@ def test_the_real_bundle_still_evaluates(trained: tuple[Path, dict], dataset: Pa
     run = _evaluate(bundle.path, dataset, tmp_path)
     assert run.returncode == 0, run.stderr
     assert f"{report['n_test']} test windows" in run.stdout
+
+
+# 4. HTTP hardening.
+
+
+@pytest.mark.parametrize("header", [b"Content-Length: \xb9", b"Content-Length: 1\xb2",
+                                    b"Content-Length: 1\r\nX-Cis490-Attempt: \xb3"])
+def test_non_ascii_digits_in_numeric_headers_are_a_400_not_a_500(
+        start_store: Callable[..., StoreServer], header: bytes) -> None:
+    store = start_store()
+    head = "".join(f"{k}: {v}\r\n" for k, v in _headers().items() if k != "X-Cis490-Attempt")
+    request = (f"PUT /v1/artifacts/{'cd' * 32} HTTP/1.1\r\nHost: store\r\nConnection: close\r\n{head}").encode()
+    with socket.create_connection(("127.0.0.1", store.port), timeout=DEADLINE_S) as sock:
+        sock.sendall(request + header + b"\r\n\r\nx")
+        reply = _read_to_close(sock)
+    status, _, body = reply.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400 "), reply
+    assert "ASCII digits" in json.loads(body)["error"]
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_no_answer_names_the_store_root_and_every_answer_says_nosniff(
+        start_store: Callable[..., StoreServer], tmp_path: Path) -> None:
+    store = start_store()
+    unknown = "ab" * 32
+    answers = {
+        "health": httpx.get(f"{store.url}/v1/health"),
+        "unknown artifact": httpx.get(f"{store.url}/v1/artifacts/{unknown}"),
+        "unknown meta": httpx.get(f"{store.url}/v1/artifacts/{unknown}/meta"),
+        "bad id": httpx.get(f"{store.url}/v1/artifacts/..%2Fetc"),
+        "no endpoint": httpx.get(f"{store.url}/v2/anything"),
+        "no token": httpx.put(f"{store.url}/v1/artifacts/{unknown}", content=b"x"),
+        "listing": httpx.get(f"{store.url}/v1/artifacts"),
+        "results page": httpx.get(f"{store.url}/results"),
+        "redirect": httpx.get(f"{store.url}/"),
+    }
+    assert answers["health"].json() == {"ok": True, "artifacts": 0}
+    assert answers["unknown artifact"].json()["error"] == f"no artifact {unknown} in the store"
+    assert [answers[k].status_code for k in ("unknown artifact", "unknown meta", "bad id", "no endpoint")] == \
+        [404, 404, 400, 404]
+    for name, answer in answers.items():
+        assert str(tmp_path) not in answer.text, name
+        assert answer.headers.get("X-Content-Type-Options") == "nosniff", name
+
+
+def test_a_download_is_an_attachment_named_by_its_id(start_store: Callable[..., StoreServer],
+                                                    tmp_path: Path) -> None:
+    store = start_store()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.pt").write_bytes(b"<html><script>alert(1)</script>")
+    bundle = make_bundle(src, tmp_path / "bundle.tar.zst")
+    with StoreClient(store.url, TOKEN) as client:
+        client.upload(bundle.path, bundle.sha256, model="gbt", mode="oracle")
+    response = httpx.get(f"{store.url}/v1/artifacts/{bundle.sha256}")
+    assert response.status_code == 200 and response.content == bundle.path.read_bytes()
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{bundle.sha256}.tar.zst"'
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Type"] == "application/zstd"
+
+
+def test_a_client_that_never_finishes_its_request_is_dropped_after_the_idle_timeout(
+        start_store: Callable[..., StoreServer], tmp_path: Path) -> None:
+    store = start_store("--idle-timeout", "1")
+    for partial in (b"GET /v1/hea", b"GET /v1/health HTTP/1.1\r\nHost: store\r\n"):
+        with socket.create_connection(("127.0.0.1", store.port), timeout=DEADLINE_S) as sock:
+            sock.sendall(partial)
+            assert _closed_without_an_answer(sock), partial
+    wait_for(lambda: _held(store) == 0, DEADLINE_S, "the store to let go of the dropped connections")
+
+    # An accepted upload that takes longer than the idle timeout is not cut: its body gets time by its length.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.pt").write_bytes(os.urandom(1 << 20))
+    bundle = make_bundle(src, tmp_path / "bundle.tar.zst")
+    data = bundle.path.read_bytes()
+    head = "".join(f"{k}: {v}\r\n" for k, v in _headers().items())
+    request = (f"PUT /v1/artifacts/{bundle.sha256} HTTP/1.1\r\nHost: store\r\nConnection: close\r\n{head}"
+               f"Content-Length: {len(data)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", store.port), timeout=DEADLINE_S) as sock:
+        sock.sendall(request + data[: len(data) // 2])
+        wait_for(lambda: [p.stat().st_size for p in (store.root / "tmp").iterdir()] == [len(data) // 2],
+                 DEADLINE_S, "the first half of the upload to reach tmp/")
+        quiet_until = time.monotonic() + 3.0  # three idle timeouts without a byte from the client
+        while (left := quiet_until - time.monotonic()) > 0:
+            readable, _, _ = select.select([sock], [], [], left)
+            assert not readable, "the store answered or closed an upload mid-body"
+        sock.sendall(data[len(data) // 2:])
+        reply = _read_to_close(sock)
+    assert reply.startswith(b"HTTP/1.1 201 "), reply
+
+
+def test_connections_beyond_the_limit_are_closed_while_a_download_goes_on(
+        start_store: Callable[..., StoreServer], tmp_path: Path) -> None:
+    store = start_store("--max-connections", "3")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.pt").write_bytes(os.urandom(32 << 20))  # more than the socket buffers hold
+    bundle = make_bundle(src, tmp_path / "bundle.tar.zst")
+    with StoreClient(store.url, TOKEN) as client:
+        client.upload(bundle.path, bundle.sha256, model="gbt", mode="oracle")
+    wait_for(lambda: _held(store) == 0, DEADLINE_S, "the store to let go of the upload's connection")
+
+    with httpx.Client(timeout=DEADLINE_S) as downloader, \
+            downloader.stream("GET", f"{store.url}/v1/artifacts/{bundle.sha256}") as download:
+        chunks = download.iter_bytes()
+        digest = hashlib.sha256(next(chunks))
+        wait_for(lambda: _held(store) == 1, DEADLINE_S, "the download's connection")
+        idle = [socket.create_connection(("127.0.0.1", store.port), timeout=DEADLINE_S) for _ in range(2)]
+        wait_for(lambda: _held(store) == 3, DEADLINE_S, "three open connections")
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", store.port), timeout=DEADLINE_S) as extra:
+                extra.sendall(b"GET /v1/health HTTP/1.1\r\nHost: store\r\n\r\n")
+                assert _closed_without_an_answer(extra)
+        assert _held(store) == 3
+        for chunk in chunks:
+            digest.update(chunk)
+        assert digest.hexdigest() == bundle.sha256
+        for sock in idle:
+            sock.close()
+    wait_for(lambda: _held(store) == 0, DEADLINE_S, "the store to let go of the closed connections")
+    assert httpx.get(f"{store.url}/v1/health", timeout=DEADLINE_S).json()["artifacts"] == 1
+    assert "closing new ones until some close" in store.log.read_text()
