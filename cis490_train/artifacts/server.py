@@ -2,6 +2,7 @@
 
     PUT  /v1/artifacts/<sha256>        upload a bundle (worker token required)
     GET  /v1/artifacts/<sha256>        download a bundle
+    GET  /v1/artifacts/<sha256>/meta   its index row and summary
     GET  /v1/artifacts[?model=&mode=]  the index rows
     GET  /v1/health                    liveness and artifact count
     GET  /results                      the results page (HTML, read-only; `/` redirects here)
@@ -121,6 +122,15 @@ class RootHandler(_JsonHandler):
 class HealthHandler(_JsonHandler):
     def get(self) -> None:
         self.write_json({"ok": True, "artifacts": self.ctx.store.count()})
+
+
+class MetaHandler(_JsonHandler):
+    """What the coordinator needs to commit a result from a verified bundle, without downloading it."""
+
+    async def get(self, artifact_id: str) -> None:
+        record = _lookup(self.ctx.store, artifact_id)
+        summary = await asyncio.wrap_future(self.ctx.executor.submit(self.ctx.store.summary, record))
+        self.write_json({"record": record.to_json(), "summary": summary.to_json() if summary is not None else None})
 
 
 class ListHandler(_JsonHandler):
@@ -309,6 +319,7 @@ def make_app(ctx: StoreContext) -> tornado.web.Application:
         (r"/results", ResultsHandler, {"ctx": ctx}),
         (r"/v1/health", HealthHandler, {"ctx": ctx}),
         (r"/v1/artifacts", ListHandler, {"ctx": ctx}),
+        (r"/v1/artifacts/([^/]+)/meta", MetaHandler, {"ctx": ctx}),
         (r"/v1/artifacts/([^/]+)", ArtifactHandler, {"ctx": ctx}),
     ]
     return tornado.web.Application(

@@ -73,6 +73,7 @@ class Summary:
     device: str = ""
     seed: int | None = None
     n_train: int | None = None
+    n_val: int | None = None
     n_test: int | None = None
     duration_s: float | None = None
     train_seconds: float | None = None
@@ -97,6 +98,7 @@ class Summary:
             "device": self.device,
             "seed": self.seed,
             "n_train": self.n_train,
+            "n_val": self.n_val,
             "n_test": self.n_test,
             "duration_s": self.duration_s,
             "train_seconds": self.train_seconds,
@@ -123,6 +125,7 @@ class Summary:
             device=_name(report.get("device")),
             seed=_count(report.get("seed")),
             n_train=_count(report.get("n_train")),
+            n_val=_count(report.get("n_val")),
             n_test=_count(report.get("n_test")),
             duration_s=_seconds(report.get("duration_s")),
             train_seconds=_seconds(report.get("train_seconds")),

@@ -430,3 +430,33 @@ def test_connections_beyond_the_limit_are_closed_while_a_download_goes_on(
     wait_for(lambda: _held(store) == 0, DEADLINE_S, "the store to let go of the closed connections")
     assert httpx.get(f"{store.url}/v1/health", timeout=DEADLINE_S).json()["artifacts"] == 1
     assert "closing new ones until some close" in store.log.read_text()
+
+
+# 5. The coordinator's read endpoint: a verified bundle's row and summary, without downloading it.
+
+
+def test_meta_gives_the_row_and_summary_of_a_real_bundle_without_a_token(
+        start_store: Callable[..., StoreServer], trained: tuple[Path, dict], tmp_path: Path) -> None:
+    out, report = trained
+    store = start_store()
+    bundle = make_bundle(out, tmp_path / "bundle.tar.zst")
+    with StoreClient(store.url, TOKEN) as client:
+        client.upload(bundle.path, bundle.sha256, model="gbt", mode="oracle", job_id=JOB, attempt=2, host="host-a")
+    with StoreClient(store.url, None) as anonymous:
+        record, summary = anonymous.meta(bundle.sha256)
+        assert [record] == anonymous.list()
+        with pytest.raises(ArtifactNotFound, match="no artifact"):
+            anonymous.meta("ab" * 32)
+        with pytest.raises(StoreError, match="artifact id"):
+            anonymous.meta("../etc/passwd")
+    assert (record.artifact_id, record.job_id, record.attempt, record.host, record.size) == \
+        (bundle.sha256, JOB, 2, "host-a", bundle.size)
+    assert summary is not None
+    assert (summary.n_train, summary.n_val, summary.n_test) == (report["n_train"], report["n_val"], report["n_test"])
+    assert summary.n_val > 0
+    assert summary.metric("macro_f1").value == report["metrics"]["macro_f1"]["value"]
+
+    raw = httpx.get(f"{store.url}/v1/artifacts/{bundle.sha256}/meta")
+    assert raw.status_code == 200
+    assert raw.json() == {"record": record.to_json(), "summary": summary.to_json()}
+    assert httpx.get(f"{store.url}/v1/artifacts/{bundle.sha256.upper()}/meta").status_code == 400
