@@ -163,6 +163,53 @@ def _one_error_line(run: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+# 1. A ~100-byte upload pinned a store thread: tarfile skipped the declared 10^10 bytes block by block,
+#    reading b"" after the stream had ended.
+
+
+def test_a_tiny_upload_declaring_a_huge_member_is_stored_without_a_summary_and_costs_no_cpu(
+        start_store: Callable[..., StoreServer], tmp_path: Path) -> None:
+    store = start_store()
+    src = tmp_path / "honest"
+    src.mkdir()
+    (src / "model.pt").write_bytes(os.urandom(1 << 20))
+    honest = make_bundle(src, tmp_path / "honest.tar.zst")
+    with StoreClient(store.url, TOKEN) as client:
+        client.upload(honest.path, honest.sha256, model="gbt", mode="oracle")
+
+    cpu_before = _cpu_s(store.proc.pid)
+    attacks = [_huge_member_bundle(10**11 + i) for i in range(8)]
+    for data in attacks:
+        assert len(data) < 200
+        response = _put(store, data)
+        assert response.status_code == 201, response.text  # a valid sha256: the upload itself is accepted
+    spent = _cpu_s(store.proc.pid) - cpu_before
+    assert spent < 2.0, f"the store spent {spent:.1f} s of CPU on {len(attacks)} uploads of {len(attacks[0])} bytes"
+
+    with StoreClient(store.url, None) as anonymous:
+        for data in attacks:
+            record, summary = anonymous.meta(hashlib.sha256(data).hexdigest())
+            assert (record.size, summary) == (len(data), None)
+        got = anonymous.download(honest.sha256, tmp_path / "down" / "bundle.tar.zst")
+    assert got.path.read_bytes() == honest.path.read_bytes()
+
+
+def test_the_report_scan_stops_at_declared_offsets_and_at_the_end_of_the_stream(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.tar.zst"
+    huge.write_bytes(_huge_member_bundle(10**12))  # skipping it block by block took about 40 s of CPU
+    started = time.process_time()
+    assert read_report(huge) is None
+    assert time.process_time() - started < 2.0
+
+    reader = _BoundedReader(io.BytesIO(b"abc"), SCAN_BYTES)
+    assert reader.read(10) == b"abc"
+    with pytest.raises(_ScanLimit):
+        reader.read(10)  # an ended stream stops the scan instead of answering b"" for ever
+
+    early = _hand_bundle(tmp_path / "early.tar.zst", [("ckpt.json", b"{}"), ("report.json", b'{"name": "r"}')])
+    assert read_report(early) == {"name": "r"}
+
+
 # 2. Decompression bomb: `evaluate` expanded a bundle of a few dozen kilobytes to 2 GiB on disk.
 
 
