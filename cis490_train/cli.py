@@ -361,7 +361,8 @@ def _cmd_store_serve(args, settings: Settings) -> int:
     from .artifacts.server import serve
 
     root = Path(args.root) if args.root else settings.store_root
-    serve(root=root, host=args.host, port=args.port, token=settings.store_token(root), max_bytes=settings.max_upload_bytes)
+    limits = {k: v for k, v in (("idle_timeout_s", args.idle_timeout), ("max_connections", args.max_connections)) if v is not None}
+    serve(root=root, host=args.host, port=args.port, token=settings.store_token(root), max_bytes=settings.max_upload_bytes, **limits)
     return 0
 
 
@@ -671,6 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--root", help="storage directory (default: CIS490_STORE_ROOT)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8490)
+    serve.add_argument("--idle-timeout", type=float, metavar="S",
+                       help="close a connection that sends no complete request headers for S seconds (default 60)")
+    serve.add_argument("--max-connections", type=int, metavar="N",
+                       help="close new connections while N are open (default 256)")
     serve.set_defaults(func=_cmd_store_serve)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True, metavar="COMMAND")

@@ -137,12 +137,15 @@ class RedisServer(Service):
 class StoreServer(Service):
     name = "artifact store"
 
-    def __init__(self, root: Path, env: dict[str, str], port: int | None = None, log: Path | None = None):
+    def __init__(
+        self, root: Path, env: dict[str, str], port: int | None = None, log: Path | None = None, args: tuple[str, ...] = ()
+    ):
         super().__init__()
         self.root = root
         self.port = port or free_port()
         self.env = env
         self.log = log or root / "store.log"
+        self.args = tuple(args)
 
     @property
     def url(self) -> str:
@@ -152,7 +155,7 @@ class StoreServer(Service):
         self.root.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as logf:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cis490_train", "store", "serve", "--root", str(self.root), "--host", "127.0.0.1", "--port", str(self.port)],
+                [sys.executable, "-m", "cis490_train", "store", "serve", "--root", str(self.root), "--host", "127.0.0.1", "--port", str(self.port), *self.args],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=logf,

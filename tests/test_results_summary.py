@@ -21,6 +21,7 @@ from cis490_train.artifacts.summary import (
     MAX_TEXT,
     SUMMARY_NAME,
     Summary,
+    load_summary,
     read_report,
     summarise_bundle,
 )
@@ -39,6 +40,7 @@ def report(**over) -> dict:
         "device": "cpu",
         "seed": 3,
         "n_train": 900,
+        "n_val": 100,
         "n_test": 300,
         "duration_s": 12.5,
         "train_seconds": 10.0,
@@ -76,10 +78,18 @@ def test_a_trainer_bundle_yields_its_summary(tmp_path):
     summary = summarise_bundle(trainer_bundle(tmp_path, report()))
     assert summary is not None
     assert (summary.name, summary.split_recipe, summary.device, summary.seed) == ("mlp-a", "host", "cpu", 3)
-    assert (summary.n_train, summary.n_test, summary.duration_s) == (900, 300, 12.5)
+    assert (summary.n_train, summary.n_val, summary.n_test, summary.duration_s) == (900, 100, 300, 12.5)
     assert summary.metric("macro_f1").ci_low == 0.75 and summary.baseline_of("accuracy").value == 0.2
     assert [p.epoch for p in summary.curve] == [1, 2, 3, 4, 5] and summary.metric_name == "val_macro_f1"
     assert Summary.from_report(json.loads(json.dumps(summary.to_json()))) == summary
+
+
+def test_a_summary_kept_before_n_val_was_recorded_still_loads(tmp_path):
+    kept = summarise_bundle(trainer_bundle(tmp_path, report())).to_json()
+    del kept["n_val"]
+    (tmp_path / SUMMARY_NAME).write_text(json.dumps(kept))
+    old = load_summary(tmp_path / SUMMARY_NAME)
+    assert old is not None and old.n_val is None and (old.n_train, old.n_test) == (900, 300)
 
 
 def test_what_is_not_a_report_gives_no_summary(tmp_path):

@@ -7,6 +7,12 @@ compress (ratio ~1.08 at any level); higher levels only burn CPU. Multi-threaded
 zstd output does not depend on the number of worker threads, so hosts with
 different core counts produce the same bytes. The report goes first, so the
 store can read a bundle's metrics without decompressing its weights.
+
+A bundle is untrusted when it is read back: every extraction caps what its
+members may declare in all, max(256 MiB, 32 x the bundle's size) and never
+more than 128 GiB, and their number, 10,000; each cap is checked before the
+member is written. Tar metadata headers (pax, GNU long names) are capped at
+64 KiB, since tarfile holds them in memory and they count toward no member.
 """
 
 from __future__ import annotations
@@ -30,6 +36,16 @@ from ..errors import StoreError
 ZSTD_LEVEL = 3
 COPY_CHUNK = 1 << 20
 REPORT_NAME = "report.json"
+# Checkpoints barely compress (ratio ~1.08) and the JSON beside them is small, so an honest
+# bundle expands to a few times its size at most; 32x is ample, the floor covers small models
+# whose JSON dominates, and the hard cap is twice the largest upload the store takes by default.
+MIN_EXPANDED_BYTES = 256 << 20
+EXPANSION_RATIO = 32
+MAX_EXPANDED_BYTES = 128 << 30
+MAX_MEMBERS = 10_000
+MAX_HEADER_BYTES = 64 << 10
+_METADATA_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                   tarfile.GNUTYPE_LONGLINK)
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,41 @@ def make_bundle(src_dir: Path, dest: Path) -> BundleInfo:
     return BundleInfo(path=dest, sha256=sink.digest.hexdigest(), size=sink.size)
 
 
+class _OverCap(Exception):
+    """An extraction cap was reached before the member that would pass it was written."""
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """Refuses, before tarfile reads them into memory, metadata headers over MAX_HEADER_BYTES and
+    sparse members (whose extension blocks tarfile reads one after another without a limit)."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> BoundedTarInfo:
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in _METADATA_TYPES and info.size > MAX_HEADER_BYTES:
+            raise tarfile.HeaderError(f"a metadata header of {info.size} bytes exceeds {MAX_HEADER_BYTES}")
+        if info.type == tarfile.GNUTYPE_SPARSE:
+            raise tarfile.HeaderError(f"{info.name!r} is a sparse member, which a bundle never holds")
+        return info
+
+
+def expanded_cap(bundle_size: int) -> int:
+    """The most a bundle of `bundle_size` bytes may declare in all (see the module docstring)."""
+    return min(MAX_EXPANDED_BYTES, max(MIN_EXPANDED_BYTES, EXPANSION_RATIO * bundle_size))
+
+
+def _capped(tar: tarfile.TarFile, max_bytes: int, max_members: int) -> Iterator[tarfile.TarInfo]:
+    """The members in order, each one checked against both caps before it is extracted."""
+    total = 0
+    for count, member in enumerate(tar, start=1):
+        if count > max_members:
+            raise _OverCap(f"it has more than {max_members} members")
+        total += member.size
+        if total > max_bytes:
+            raise _OverCap(f"its members declare more than {max_bytes} bytes in all")
+        yield member
+
+
 def _bundle_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo:
     """tarfile's "data" filter (nothing outside dest, no devices), plus: no links, no absolute names.
 
@@ -143,11 +194,12 @@ def _bundle_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo:
     return tarfile.data_filter(member, dest_path)
 
 
-def extract_bundle(bundle: Path, dest: Path) -> Path:
+def extract_bundle(bundle: Path, dest: Path, *, max_bytes: int | None = None, max_members: int = MAX_MEMBERS) -> Path:
     """Unpack `bundle` into `dest`, which must not exist yet or be empty.
 
     Members are unpacked into a temporary sibling and renamed into place, so a
-    refused or damaged bundle leaves nothing behind.
+    refused or damaged bundle leaves nothing behind. `max_bytes` caps the sum of
+    the members' declared sizes (default: `expanded_cap` of the bundle's size).
     """
     bundle = Path(bundle)
     dest = Path(dest)
@@ -157,13 +209,14 @@ def extract_bundle(bundle: Path, dest: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
         with bundle.open("rb") as raw:
+            limit = expanded_cap(os.fstat(raw.fileno()).st_size) if max_bytes is None else max_bytes
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=COPY_CHUNK)
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=COPY_CHUNK) as tar:
-                tar.extractall(staging, filter=_bundle_filter)
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=COPY_CHUNK, tarinfo=BoundedTarInfo) as tar:
+                tar.extractall(staging, members=_capped(tar, limit, max_members), filter=_bundle_filter)
         if dest.exists():
             dest.rmdir()
         os.replace(staging, dest)
-    except tarfile.FilterError as exc:
+    except (tarfile.FilterError, _OverCap) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise StoreError(f"refusing to extract {bundle}: {exc}") from None
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:

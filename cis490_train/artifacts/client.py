@@ -21,6 +21,7 @@ from ..errors import ArtifactNotFound, DigestMismatch, StoreAuthError, StoreErro
 from ..atomic import fsync_dir
 from .bundle import BundleInfo
 from .records import NAME, ArtifactMeta, ArtifactRecord, check_artifact_id
+from .summary import Summary
 
 CHUNK = 1 << 20
 
@@ -147,6 +148,21 @@ class StoreClient:
                 params[key] = value
         response = self._send("GET", f"{self.base_url}/v1/artifacts", params=params)
         return [ArtifactRecord.from_json(row) for row in response.json()]
+
+    def meta(self, artifact_id: str) -> tuple[ArtifactRecord, Summary | None]:
+        """A stored bundle's index row and summary (None without a report), checked as on the store."""
+        check_artifact_id(artifact_id)
+        url = f"{self.base_url}/v1/artifacts/{artifact_id}/meta"
+        response = self._send("GET", url)
+        try:
+            body = response.json()
+            record = ArtifactRecord.from_json(body["record"])
+            summary = None if body["summary"] is None else Summary.from_report(body["summary"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{url}: the answer is not an artifact's record and summary ({exc!r})") from None
+        if record.artifact_id != artifact_id:
+            raise StoreError(f"{url}: the answer describes artifact {record.artifact_id}, not {artifact_id}")
+        return record, summary
 
     def health(self) -> dict[str, Any]:
         return self._send("GET", f"{self.base_url}/v1/health").json()

@@ -1,15 +1,21 @@
 """The artifact store's HTTP service (tornado): streaming uploads in, bundles out.
 
-    PUT  /v1/artifacts/<sha256>   upload a bundle (worker token required)
-    GET  /v1/artifacts/<sha256>   download a bundle
-    GET  /v1/artifacts[?model=&mode=]   the index rows
-    GET  /v1/health               liveness and artifact count
-    GET  /results                 the results page (HTML, read-only; `/` redirects here)
+    PUT  /v1/artifacts/<sha256>        upload a bundle (worker token required)
+    GET  /v1/artifacts/<sha256>        download a bundle
+    GET  /v1/artifacts/<sha256>/meta   its index row and summary
+    GET  /v1/artifacts[?model=&mode=]  the index rows
+    GET  /v1/health                    liveness and artifact count
+    GET  /results                      the results page (HTML, read-only; `/` redirects here)
 
 Uploads are checked (token, names, size) in `prepare()`, before a byte of the
 body is read, then streamed to a temp file and hashed chunk by chunk in a
 worker thread while the next chunk arrives, so a multi-GiB bundle never sits
 in memory and the event loop stays free for other requests.
+
+Connections are bounded in number and in time: beyond `max_connections` open
+ones a new connection is closed at once, and one that sends no complete request
+headers (or no small body) for `idle_timeout_s` is closed; only an accepted
+upload gets time in proportion to its length. No answer names the store's root.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import errno
 import hmac
 import json
 import logging
+import math
 import os
+import re
 import signal
 import sys
 import time
@@ -30,11 +38,11 @@ from typing import Any
 
 import tornado.web
 from tornado.httpserver import HTTPServer
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.netutil import bind_sockets
 
 from ..errors import ArtifactNotFound, DigestMismatch, StoreError
-from .records import NAME, ArtifactMeta, check_artifact_id
+from .records import NAME, ArtifactMeta, ArtifactRecord, check_artifact_id
 from .results import build_page, render
 from .store import ArtifactStore, Upload
 
@@ -44,7 +52,11 @@ CHUNK = 1 << 20
 READ_BUFFER = 8 * CHUNK
 SMALL_BODY = 64 << 10
 UPLOAD_IDLE_TIMEOUT_S = 300.0
+IDLE_TIMEOUT_S = 60.0
+MAX_CONNECTIONS = 256
+MIN_UPLOAD_RATE = 1 << 20  # bytes/s an accepted upload must average; 64 GiB get 18 h
 IO_THREADS = 16
+DIGITS = re.compile(r"[0-9]+")  # str.isdigit() and int() also take other scripts' digits
 # The page carries no script and loads nothing: were an escape ever missed, nothing could run.
 RESULTS_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
@@ -60,9 +72,17 @@ class StoreContext:
     idle_timeout_s: float = UPLOAD_IDLE_TIMEOUT_S
 
 
+def upload_body_timeout_s(length: int) -> float:
+    """How long a body of `length` bytes may take to arrive: MIN_UPLOAD_RATE, plus the idle allowance."""
+    return UPLOAD_IDLE_TIMEOUT_S + length / MIN_UPLOAD_RATE
+
+
 class _JsonHandler(tornado.web.RequestHandler):
     def initialize(self, ctx: StoreContext) -> None:
         self.ctx = ctx
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -80,14 +100,37 @@ class _JsonHandler(tornado.web.RequestHandler):
         self.finish(json.dumps({"error": message, "status": status_code}))
 
 
+def _lookup(store: ArtifactStore, artifact_id: str) -> ArtifactRecord:
+    try:
+        return store.lookup(artifact_id)
+    except ArtifactNotFound as exc:
+        raise tornado.web.HTTPError(404, str(exc)) from None
+    except StoreError as exc:
+        raise tornado.web.HTTPError(400, str(exc)) from None
+
+
 class NotFoundHandler(_JsonHandler):
     def prepare(self) -> None:
         raise tornado.web.HTTPError(404, "no such endpoint")
 
 
+class RootHandler(_JsonHandler):
+    def get(self) -> None:
+        self.redirect("/results", permanent=True)
+
+
 class HealthHandler(_JsonHandler):
     def get(self) -> None:
-        self.write_json({"ok": True, "artifacts": self.ctx.store.count(), "root": str(self.ctx.store.root)})
+        self.write_json({"ok": True, "artifacts": self.ctx.store.count()})
+
+
+class MetaHandler(_JsonHandler):
+    """What the coordinator needs to commit a result from a verified bundle, without downloading it."""
+
+    async def get(self, artifact_id: str) -> None:
+        record = _lookup(self.ctx.store, artifact_id)
+        summary = await asyncio.wrap_future(self.ctx.executor.submit(self.ctx.store.summary, record))
+        self.write_json({"record": record.to_json(), "summary": summary.to_json() if summary is not None else None})
 
 
 class ListHandler(_JsonHandler):
@@ -107,7 +150,6 @@ class ResultsHandler(_JsonHandler):
         body = await asyncio.wrap_future(self.ctx.executor.submit(results_page, self.ctx.store))
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", RESULTS_CSP)
-        self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
@@ -141,10 +183,11 @@ class ArtifactHandler(_JsonHandler):
         length = self.request.headers.get("Content-Length")
         if length is None:
             raise tornado.web.HTTPError(411, "an upload needs a Content-Length")
-        if not length.isdigit():
-            raise tornado.web.HTTPError(400, f"Content-Length {length!r} is not a byte count")
+        if not DIGITS.fullmatch(length):
+            raise tornado.web.HTTPError(400, f"Content-Length {length!r} is not a byte count (ASCII digits)")
         if int(length) > self.ctx.max_bytes:
             raise tornado.web.HTTPError(413, f"{length} bytes exceed the store's limit of {self.ctx.max_bytes}")
+        self.request.connection.set_body_timeout(upload_body_timeout_s(int(length)))
         self._upload = self.ctx.store.begin_upload(artifact_id, meta)
         self._arm_idle_timer()
 
@@ -158,8 +201,8 @@ class ArtifactHandler(_JsonHandler):
         try:
             check_artifact_id(artifact_id)
             attempt_raw = headers.get("X-Cis490-Attempt", "0")
-            if not attempt_raw.isdigit():
-                raise StoreError(f"X-Cis490-Attempt {attempt_raw!r} is not a non-negative integer")
+            if not DIGITS.fullmatch(attempt_raw):
+                raise StoreError(f"X-Cis490-Attempt {attempt_raw!r} is not a non-negative integer (ASCII digits)")
             return ArtifactMeta(
                 model=headers.get("X-Cis490-Model", ""),
                 mode=headers.get("X-Cis490-Mode", ""),
@@ -251,18 +294,15 @@ class ArtifactHandler(_JsonHandler):
         self.request.connection.close()
 
     async def get(self, artifact_id: str) -> None:
+        record = _lookup(self.ctx.store, artifact_id)
         try:
-            record = self.ctx.store.lookup(artifact_id)
             f = self.ctx.store.bundle_path(record).open("rb")
-        except ArtifactNotFound as exc:
-            raise tornado.web.HTTPError(404, str(exc)) from None
         except FileNotFoundError:
             raise tornado.web.HTTPError(404, f"artifact {artifact_id} is indexed but its file is missing") from None
-        except StoreError as exc:
-            raise tornado.web.HTTPError(400, str(exc)) from None
         with f:
             self.set_header("Content-Type", "application/zstd")
             self.set_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+            self.set_header("Content-Disposition", f'attachment; filename="{record.artifact_id}.tar.zst"')
             self.set_header("X-Cis490-Sha256", record.artifact_id)
             try:
                 while chunk := await asyncio.wrap_future(self.ctx.executor.submit(f.read, CHUNK)):
@@ -275,10 +315,11 @@ class ArtifactHandler(_JsonHandler):
 
 def make_app(ctx: StoreContext) -> tornado.web.Application:
     handlers = [
-        (r"/", tornado.web.RedirectHandler, {"url": "/results"}),
+        (r"/", RootHandler, {"ctx": ctx}),
         (r"/results", ResultsHandler, {"ctx": ctx}),
         (r"/v1/health", HealthHandler, {"ctx": ctx}),
         (r"/v1/artifacts", ListHandler, {"ctx": ctx}),
+        (r"/v1/artifacts/([^/]+)/meta", MetaHandler, {"ctx": ctx}),
         (r"/v1/artifacts/([^/]+)", ArtifactHandler, {"ctx": ctx}),
     ]
     return tornado.web.Application(
@@ -286,22 +327,57 @@ def make_app(ctx: StoreContext) -> tornado.web.Application:
     )
 
 
-def make_server(app: tornado.web.Application) -> HTTPServer:
-    """A small body cap for every route; the upload route lifts it to the store's limit per request.
+class _LimitedServer(HTTPServer):
+    """Closes a new connection at once while `max_connections` are open: idle or slow clients
+    cannot use up the store's file descriptors and memory, and open ones keep being served."""
+
+    def initialize(self, *args: Any, max_connections: int = MAX_CONNECTIONS, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self.max_connections = max_connections
+        self._open = 0
+        self._refusing = False
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        if self._open >= self.max_connections:
+            if not self._refusing:
+                log.warning("%d connections open: closing new ones until some close", self._open)
+                self._refusing = True
+            stream.close()
+            return
+        self._refusing = False
+        self._open += 1
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: object) -> None:
+        self._open -= 1
+        super().on_close(server_conn)
+
+
+def make_server(
+    app: tornado.web.Application, *, idle_timeout_s: float = IDLE_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
+) -> HTTPServer:
+    """A small body cap and a short body timeout for every route; the upload route lifts both per request.
 
     A server-wide cap of `max_bytes` would let any unauthenticated GET make
-    tornado buffer up to that many bytes in memory: only streamed routes may
-    accept large bodies.
+    tornado buffer up to that many bytes in memory, and a server-wide body
+    timeout long enough for 64 GiB would let it dribble a small body for hours:
+    only accepted uploads may send large bodies, for as long as their length needs.
+    tornado uses the idle timeout also as the time allowed for a request's headers.
     """
-    return HTTPServer(
+    return _LimitedServer(
         app,
         max_body_size=SMALL_BODY,
         max_buffer_size=READ_BUFFER,
         chunk_size=CHUNK,
+        idle_connection_timeout=idle_timeout_s,
+        body_timeout=idle_timeout_s,
+        max_connections=max_connections,
     )
 
 
-async def _run(root: Path, host: str, port: int, token: str, max_bytes: int) -> None:
+async def _run(
+    root: Path, host: str, port: int, token: str, max_bytes: int, idle_timeout_s: float, max_connections: int
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -311,7 +387,8 @@ async def _run(root: Path, host: str, port: int, token: str, max_bytes: int) -> 
             sockets = bind_sockets(port, address=host)
         except OSError as exc:
             raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        server = make_server(make_app(StoreContext(store=store, token=token, max_bytes=max_bytes, executor=executor)))
+        ctx = StoreContext(store=store, token=token, max_bytes=max_bytes, executor=executor)
+        server = make_server(make_app(ctx), idle_timeout_s=idle_timeout_s, max_connections=max_connections)
         server.add_sockets(sockets)
         bound = sockets[0].getsockname()
         shown_host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
@@ -322,11 +399,24 @@ async def _run(root: Path, host: str, port: int, token: str, max_bytes: int) -> 
         await server.close_all_connections()
 
 
-def serve(root: Path, host: str, port: int, token: str, max_bytes: int) -> None:
+def serve(
+    root: Path,
+    host: str,
+    port: int,
+    token: str,
+    max_bytes: int,
+    *,
+    idle_timeout_s: float = IDLE_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
+) -> None:
     """Run the store until SIGTERM or SIGINT, then close connections and return."""
     if not token:
         raise StoreError("the artifact store needs a worker token (CIS490_WORKER_TOKEN)")
     if max_bytes < 1:
         raise StoreError(f"max upload size {max_bytes} must be at least 1 byte")
+    if not (math.isfinite(idle_timeout_s) and idle_timeout_s > 0):
+        raise StoreError(f"idle timeout {idle_timeout_s} must be a positive number of seconds")
+    if max_connections < 1:
+        raise StoreError(f"max connections {max_connections} must be at least 1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(_run(Path(root), host, port, token, max_bytes))
+    asyncio.run(_run(Path(root), host, port, token, max_bytes, idle_timeout_s, max_connections))

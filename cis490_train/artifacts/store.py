@@ -171,7 +171,7 @@ class ArtifactStore:
             self._refresh()
             record = self._by_id.get(artifact_id)
         if record is None:
-            raise ArtifactNotFound(f"no artifact {artifact_id} in the store at {self.root}")
+            raise ArtifactNotFound(f"no artifact {artifact_id} in the store")
         return record
 
     def bundle_path(self, record: ArtifactRecord) -> Path:

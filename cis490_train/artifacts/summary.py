@@ -1,7 +1,8 @@
 """What the results page shows of an artifact, taken once from its bundle's `report.json`.
 
 The report is the uploader's data. It is read only from the first members of a
-verified bundle (bounded in bytes decompressed and in size), every value is
+verified bundle (bounded in bytes decompressed, in the offsets members declare,
+in members and in size; a stream that ends stops the scan), every value is
 checked and copied field by field, and nothing in it ever names a path. The
 summary is kept as `summary.json` beside the bundle in the same shape as the
 report's fields, so the page never opens a bundle and one parser reads both.
@@ -18,7 +19,7 @@ from typing import Any
 
 import zstandard
 
-from .bundle import REPORT_NAME
+from .bundle import REPORT_NAME, BoundedTarInfo
 from .records import NAME
 
 SUMMARY_NAME = "summary.json"
@@ -36,7 +37,11 @@ class _ScanLimit(Exception):
 
 
 class _BoundedReader:
-    """A read-only stream that refuses to yield more than `limit` bytes in all."""
+    """A read-only stream that refuses to yield more than `limit` bytes in all, or to read on past its end.
+
+    tarfile's stream mode skips a member by reading it block by block and does not stop at
+    the end of the stream: a tiny bundle declaring a huge member would keep a thread busy.
+    """
 
     def __init__(self, raw: Any, limit: int):
         self._raw = raw
@@ -47,6 +52,8 @@ class _BoundedReader:
             raise _ScanLimit()
         size = self._left if size is None or size < 0 else min(size, self._left)
         data = self._raw.read(size)
+        if not data and size:
+            raise _ScanLimit()
         self._left -= len(data)
         return data
 
@@ -73,6 +80,7 @@ class Summary:
     device: str = ""
     seed: int | None = None
     n_train: int | None = None
+    n_val: int | None = None
     n_test: int | None = None
     duration_s: float | None = None
     train_seconds: float | None = None
@@ -97,6 +105,7 @@ class Summary:
             "device": self.device,
             "seed": self.seed,
             "n_train": self.n_train,
+            "n_val": self.n_val,
             "n_test": self.n_test,
             "duration_s": self.duration_s,
             "train_seconds": self.train_seconds,
@@ -123,6 +132,7 @@ class Summary:
             device=_name(report.get("device")),
             seed=_count(report.get("seed")),
             n_train=_count(report.get("n_train")),
+            n_val=_count(report.get("n_val")),
             n_test=_count(report.get("n_test")),
             duration_s=_seconds(report.get("duration_s")),
             train_seconds=_seconds(report.get("train_seconds")),
@@ -138,9 +148,9 @@ def read_report(bundle: Path) -> dict[str, Any] | None:
     try:
         with Path(bundle).open("rb") as raw:
             stream = _BoundedReader(zstandard.ZstdDecompressor().stream_reader(raw), SCAN_BYTES)
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:
                 for index, member in enumerate(tar):
-                    if index >= MAX_MEMBERS:
+                    if index >= MAX_MEMBERS or member.offset_data + member.size > SCAN_BYTES:
                         return None
                     if member.name != REPORT_NAME:
                         continue

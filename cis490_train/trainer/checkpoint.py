@@ -3,6 +3,10 @@
 `ckpt.json` records the feature columns, classes and schema hash the model was
 trained on; loading refuses data with another schema hash rather than feeding
 the weights columns they have never seen.
+
+A checkpoint may come from any uploader's bundle: every field of `ckpt.json`
+that loading and rescoring read is checked first, and weights that cannot be
+loaded or cannot score the data fail with one line (DataError), not a traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +29,22 @@ from .split import make_split
 
 CKPT_FILE = "ckpt.json"
 CKPT_FORMAT = 1
+_FIELDS: dict[str, type] = {
+    "model": str,
+    "mode": str,
+    "job_id": str,
+    "split_recipe": str,
+    "seed": int,
+    "train_hosts": list,
+    "feature_columns": list,
+    "classes": list,
+    "baseline_class": str,
+    "schema_hash": str,
+    "data_fingerprint": str,
+    "metrics": dict,
+}
+# What malformed weights raise from torch, xgboost (XGBoostError is a ValueError) and the loaders.
+_BAD_WEIGHTS = (OSError, EOFError, RuntimeError, KeyError, IndexError, TypeError, ValueError, AttributeError)
 
 
 def versions() -> dict[str, str | None]:
@@ -100,7 +120,42 @@ class LoadedCheckpoint:
                 f"the checkpoint's {self.meta['schema_hash']}"
             )
         rows = np.arange(dataset.n) if rows is None else np.asarray(rows)
-        return self.model.predict(Part.from_rows(dataset, rows))
+        try:
+            return self.model.predict(Part.from_rows(dataset, rows))
+        except _BAD_WEIGHTS as exc:
+            raise DataError(f"the {self.meta['model']} weights in {self.directory} cannot score this dataset: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+
+
+def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """Every field that loading and rescoring read, with its type: ckpt.json is an uploader's data."""
+    if not isinstance(meta, dict):
+        raise DataError(f"{path} is not a JSON object: not a trainer checkpoint")
+    if meta.get("format") != CKPT_FORMAT:
+        raise DataError(f"{path} has format {meta.get('format')!r}, expected {CKPT_FORMAT}")
+    for key, kind in _FIELDS.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DataError(f"{path}: {key!r} is missing or not a {kind.__name__}")
+    for key in ("train_hosts", "feature_columns", "classes"):
+        if not all(isinstance(v, str) for v in meta[key]):
+            raise DataError(f"{path}: {key!r} is not a list of strings")
+    if meta["seed"] < 0:
+        raise DataError(f"{path}: 'seed' {meta['seed']} is negative")
+    if meta["baseline_class"] not in meta["classes"]:
+        raise DataError(f"{path}: 'baseline_class' {meta['baseline_class']!r} is not one of 'classes'")
+    for name, est in meta["metrics"].items():
+        if not isinstance(est, dict) or not all(_is_number(est.get(k)) for k in ("value", "ci_low", "ci_high")):
+            raise DataError(f"{path}: metric {name!r} is not a value with its interval")
+    return meta
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_checkpoint(
@@ -112,11 +167,14 @@ def load_checkpoint(
         meta = json.loads((directory / CKPT_FILE).read_text())
     except FileNotFoundError:
         raise DataError(f"{directory} holds no {CKPT_FILE}: not a trainer checkpoint") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{directory / CKPT_FILE} is not readable JSON: {exc}") from None
-    if meta.get("format") != CKPT_FORMAT:
-        raise DataError(f"{directory / CKPT_FILE} has format {meta.get('format')!r}, expected {CKPT_FORMAT}")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(f"{directory / CKPT_FILE} is not readable JSON: {_one_line(exc)}") from None
+    meta = _check_meta(meta, directory / CKPT_FILE)
     if data is not None:
         check_dataset(data, expect_schema_hash=meta["schema_hash"])
-    model = model_class(meta["model"]).load(directory, device=device, threads=threads)
+    cls = model_class(meta["model"])
+    try:
+        model = cls.load(directory, device=device, threads=threads)
+    except _BAD_WEIGHTS as exc:
+        raise DataError(f"{directory / cls.weights_file} cannot be loaded as {meta['model']} weights: {_one_line(exc)}") from None
     return LoadedCheckpoint(model=model, meta=meta, directory=directory)

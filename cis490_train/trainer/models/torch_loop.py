@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import pickle
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...atomic import atomic_path
+from ...errors import DataError
 from ..evaluate import confusion_matrix, metrics_from_confusion
 from .base import Model, ModelConfig, Part, Progress, ProgressCallback, import_optional
 
@@ -187,8 +191,18 @@ def save_payload(path, payload: dict) -> None:
 
 
 def load_payload(path, device: str, threads: int) -> dict:
+    """Tensors and plain containers only: a weights file comes with a bundle, and a pickle may run code."""
     torch.set_num_threads(threads)
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        wanted = re.search(r"GLOBAL (\S+)", str(exc))
+        asks = f"; it asks for {wanted.group(1)}" if wanted else ""
+        raise DataError(
+            f"refusing to load {path}: it is not plain weights (only tensors and plain containers are loaded{asks})"
+        ) from None
 
 
 def state_dict_cpu(net) -> dict:
