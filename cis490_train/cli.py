@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from .config import Settings
 from .errors import Cis490Error, UsageError
+from .views import plain
 
 # Piped output (CI logs, `| less`) gets a width that fits the results table instead of 80 columns.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+# No markup or emoji codes: text from the registry is printed as it is, never interpreted.
+out = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _registry(settings: Settings):
@@ -39,12 +42,12 @@ def _cmd_capability(args, settings: Settings) -> int:
     if args.json:
         _print_json(cap.to_dict())
         return 0
-    out.print(f"host        {cap.host_id}")
+    out.print(plain(f"host        {cap.host_id}"))
     out.print(f"cores       {cap.cpu_cores}")
     out.print(f"RAM         {cap.ram_total_gib:g} GiB total, {cap.ram_available_gib:g} GiB available")
     if cap.cuda_devices:
         for g in cap.cuda_devices:
-            out.print(f"cuda:{g.index}      {g.name}, {g.vram_total_gib:g} GiB VRAM ({g.vram_free_gib:g} GiB free)")
+            out.print(plain(f"cuda:{g.index}      {g.name}, {g.vram_total_gib:g} GiB VRAM ({g.vram_free_gib:g} GiB free)"))
     else:
         out.print("CUDA        none (this host serves the cpu tier)")
     out.print(f"torch       {cap.torch_version or 'not installed'}")
@@ -62,9 +65,9 @@ def _cmd_enqueue(args, settings: Settings) -> int:
     if args.json:
         _print_json(report.to_dict())
     else:
-        out.print(report.summary())
+        out.print(plain(report.summary()))
         if report.not_in_manifest:
-            out.print(f"not in manifest (kept until cancelled): {', '.join(report.not_in_manifest)}")
+            out.print(plain(f"not in manifest (kept until cancelled): {', '.join(report.not_in_manifest)}"))
     return 0
 
 
@@ -151,28 +154,31 @@ def _cmd_show(args, settings: Settings) -> int:
         _print_json({**_record_dict(record), "attempts": attempts, "waiting": waiting})
         return 0
     spec = record.spec
-    out.print(f"[bold]{record.name}[/bold]  {record.job_id}  ({record.manifest})")
-    out.print(f"status      {record.status} (attempt {record.attempt}, {record.starts} of {record.max_attempts} tries used)")
-    out.print(f"model       {spec.model} / {spec.mode} / split {spec.split_recipe} / seed {spec.seed}")
-    out.print(f"hyper       {json.dumps(spec.hyper, sort_keys=True)}")
-    out.print(f"queue       {record.queue} (manifest priority {spec.priority}, broker priority {record.broker_priority})")
+    out.print(Text.assemble((plain(record.name), "bold"), plain(f"  {record.job_id}  ({record.manifest})")))
+    lines = [
+        f"status      {record.status} (attempt {record.attempt}, {record.starts} of {record.max_attempts} tries used)",
+        f"model       {spec.model} / {spec.mode} / split {spec.split_recipe} / seed {spec.seed}",
+        f"hyper       {json.dumps(spec.hyper, sort_keys=True)}",
+        f"queue       {record.queue} (manifest priority {spec.priority}, broker priority {record.broker_priority})",
+    ]
     if record.host:
-        out.print(f"host        {record.host} ({record.worker})")
+        lines.append(f"host        {record.host} ({record.worker})")
     if progress_text(record):
-        out.print(f"progress    {progress_text(record)}")
+        lines.append(f"progress    {progress_text(record)}")
     if record.artifact_id:
-        out.print(f"artifact    {record.artifact_id}")
+        lines.append(f"artifact    {record.artifact_id}")
     if record.result.get("metrics"):
         from .views import metric_cell
 
-        for key, m in record.result["metrics"].items():
-            out.print(f"{key:<12}{metric_cell(m)}")
+        lines += [f"{key:<12}{metric_cell(m)}" for key, m in record.result["metrics"].items()]
     if record.error:
-        out.print(f"error       [{record.failure}] {record.error}", markup=False)
-    for line in waiting:
-        out.print(f"waiting     {line}", markup=False)
+        first, *rest = record.error.splitlines() or [""]
+        lines += [f"error       [{record.failure}] {first}", *rest]
+    lines += [f"waiting     {line}" for line in waiting]
+    for line in lines:
+        out.print(plain(line))
     for a in attempts:
-        out.print(attempt_line(a), markup=False)
+        out.print(attempt_line(a))
     return 0
 
 
@@ -188,9 +194,9 @@ def _cmd_explain(args, settings: Settings) -> int:
     if args.json:
         _print_json({"job_id": record.job_id, "name": record.name, "status": record.status, "queues": list(record.queues), "lines": lines})
         return 0
-    out.print(f"{record.name} ({record.job_id}) is {record.status}; queue {', '.join(record.queues)}", markup=False)
+    out.print(plain(f"{record.name} ({record.job_id}) is {record.status}; queue {', '.join(record.queues)}"))
     for line in lines:
-        out.print(f"  {line}", markup=False)
+        out.print(plain(f"  {line}"))
     return 0
 
 
@@ -230,7 +236,7 @@ def _cmd_logs(args, settings: Settings) -> int:
     if not shown:
         status, current = registry.status_of(record.job_id)
         why = joblog.why_empty(status, current, attempt)
-        print(f"no output recorded for attempt {attempt} of {record.name} ({record.job_id}): {why}", file=sys.stderr)
+        print(plain(f"no output recorded for attempt {attempt} of {record.name} ({record.job_id}): {why}"), file=sys.stderr)
     return 0
 
 
@@ -259,10 +265,10 @@ def _cmd_cancel(args, settings: Settings) -> int:
     for r in records:
         t = registry.cancel(r.job_id)
         if t.ok:
-            out.print(f"cancelled {r.name} ({r.job_id}), was {r.status}", markup=False)
+            out.print(plain(f"cancelled {r.name} ({r.job_id}), was {r.status}"))
         else:
             refused += 1
-            out.print(f"not cancelled {r.name} ({r.job_id}): {t.reason}", markup=False)
+            out.print(plain(f"not cancelled {r.name} ({r.job_id}): {t.reason}"))
     out.print(f"{len(records) - refused} cancelled, {refused} refused")
     return 1 if refused else 0
 
@@ -276,7 +282,7 @@ def _cmd_requeue(args, settings: Settings) -> int:
         registry.requeue(r.job_id)
         again = registry.get(r.job_id)
         dispatch(registry, again)
-        out.print(f"requeued {r.name} ({r.job_id}), was {r.status}: attempt {again.attempt}", markup=False)
+        out.print(plain(f"requeued {r.name} ({r.job_id}), was {r.status}: attempt {again.attempt}"))
     out.print(f"{len(records)} requeued")
     return 0
 
@@ -394,7 +400,7 @@ def _cmd_models(args, settings: Settings) -> int:
         _print_json(rows)
         return 0
     for row in rows:
-        out.print(f"[bold]{row['model']}[/bold]" + ("" if row["implemented"] else "  (not implemented)"))
+        out.print(Text.assemble((row["model"], "bold"), "" if row["implemented"] else "  (not implemented)"))
         for p in row["hyper"]:
             bounds = f" [{'|'.join(p['choices'])}]" if p["choices"] else (f" [{p['low']:g}..{p['high']:g}]" if p["low"] is not None else "")
             out.print(f"  {p['name']:<22}{p['type']:<6}{p['default']!s:<10}{bounds}  {p['help']}", markup=False)
@@ -480,7 +486,7 @@ def _cmd_manifest_check(args, settings: Settings) -> int:
             bad += 1
             reports.append({"file": file, "ok": False, "problems": exc.problems})
             if not args.json:
-                print(f"error: {exc}", file=sys.stderr)
+                print(_error_text(exc), file=sys.stderr)
             continue
         reports.append({"file": file, "ok": True, **summary})
         if not args.json:
@@ -492,16 +498,16 @@ def _cmd_manifest_check(args, settings: Settings) -> int:
 
 def _print_check(file: str, summary: dict) -> None:
     hosts = f", host policies for {', '.join(summary['hosts'])}" if summary["hosts"] else ""
-    out.print(f"{file}: valid; manifest {summary['name']!r}, {summary['jobs']} jobs{hosts}", markup=False)
+    out.print(plain(f"{file}: valid; manifest {summary['name']!r}, {summary['jobs']} jobs{hosts}"))
     width = max((len(q["queue"]) for q in summary["queues"]), default=0) + 2
     for tier, n in summary["tiers"].items():
-        out.print(f"  tier {tier}: {n} job{'s' if n != 1 else ''}", markup=False)
+        out.print(plain(f"  tier {tier}: {n} job{'s' if n != 1 else ''}"))
         for q in summary["queues"]:
             if q["tier"] == tier:
                 levels = ", ".join(map(str, q["broker_priorities"]))
-                out.print(f"    {q['queue']:<{width}}{q['jobs']:>4} job{'s' if q['jobs'] != 1 else ' '}  broker priority {levels}", markup=False)
+                out.print(plain(f"    {q['queue']:<{width}}{q['jobs']:>4} job{'s' if q['jobs'] != 1 else ' '}  broker priority {levels}"))
     if summary["fallback_queues"]:
-        out.print(f"  prefer_cuda fallbacks: {', '.join(summary['fallback_queues'])}", markup=False)
+        out.print(plain(f"  prefer_cuda fallbacks: {', '.join(summary['fallback_queues'])}"))
 
 
 def _cmd_manifest_diff(args, settings: Settings) -> int:
@@ -513,22 +519,17 @@ def _cmd_manifest_diff(args, settings: Settings) -> int:
         _print_json(preview.to_dict())
         return 0
     counts = preview.to_dict()["counts"]
-    out.print(
+    lines = [
         f"manifest {preview.manifest!r}: {counts['insert']} to insert, {counts['reroute']} to re-route, "
         f"{counts['leave']} to leave, {counts['unchanged']} unchanged, {counts['orphan']} not in the file; "
-        f"{preview.sends} message{'s' if preview.sends != 1 else ''} would be sent (nothing was changed)",
-        markup=False,
-    )
-    for job in preview.jobs:
-        line = _diff_line(job)
-        if line:
-            out.print(line, markup=False)
-    for job_id, name, status in preview.orphans:
-        out.print(f"  orphan     {name} ({job_id}), {status}: not in the file; kept until cancelled", markup=False)
-    for queue in preview.new_queues:
-        out.print(f"  new queue  {queue}", markup=False)
-    for host, change in preview.hosts:
-        out.print(f"  host       {host}: {change} policy", markup=False)
+        f"{preview.sends} message{'s' if preview.sends != 1 else ''} would be sent (nothing was changed)"
+    ]
+    lines += [line for line in map(_diff_line, preview.jobs) if line]
+    lines += [f"  orphan     {name} ({job_id}), {status}: not in the file; kept until cancelled" for job_id, name, status in preview.orphans]
+    lines += [f"  new queue  {queue}" for queue in preview.new_queues]
+    lines += [f"  host       {host}: {change} policy" for host, change in preview.hosts]
+    for line in lines:
+        out.print(plain(line))
     return 0
 
 
@@ -578,6 +579,11 @@ def _cmd_metrics_serve(args, settings: Settings) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
+
+
+def _error_text(exc: Cis490Error) -> str:
+    """`error: ...` with each line of the message through `plain`: messages quote names and values."""
+    return "\n".join(plain(line) for line in f"error: {exc}".split("\n"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -692,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, Settings.from_env())
     except Cis490Error as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_error_text(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,0 +1,178 @@
+"""Attacks on the operator's terminal and on the fleet's secrets, each replayed against the real
+command line (a real Redis, a real installer run, a real Flower) and shown to fail harmlessly.
+
+A worker credential or a corrupted record can put any text in the registry; the manifest refuses
+such names, so the hostile records here are written straight into Redis after a normal enqueue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from rich.console import Console
+
+from cis490_train.manifest import JobSpec
+from cis490_train.registry import JobRecord
+from cis490_train.views import plain, watch_view
+from conftest import cli
+
+# What a terminal acts on: ESC (CSI, OSC titles, OSC 8 links), BEL, the 8-bit CSI and a bidi override.
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")
+NAME_A = "a[/bold]\x1b[2J"
+NAME_B = "b\x1b]8;;http://x.test/\x1b\\"
+ERROR = "boom[/red]\x1b]0;pwn\x07\nline two \x1b[31m"
+HOST = "h\x1b[5m"
+WORKER_HOST = "host\x1b]0;pwn\x07"
+GPU = "gpu\u202e"
+MANIFEST = """schema_version = 1
+name = "term"
+
+[defaults]
+split_recipe = "sample"
+
+[[jobs]]
+name = "a"
+model = "gbt"
+
+[[jobs]]
+name = "b"
+model = "mlp"
+"""
+
+
+def harmless(proc, code: int = 0) -> str:
+    """The command ended as `code`, without a traceback, and wrote nothing a terminal would obey."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for char in RAW:
+        assert char not in proc.stdout + proc.stderr, (char, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+@pytest.fixture
+def hostile(fleet_env, redis_url, tmp_path):
+    """Jobs `a` (failed) and `b` (completed) enqueued normally, then rewritten with hostile names,
+    errors, hosts, attempts, a log stream, a result and a live worker record."""
+    manifest = tmp_path / "term.toml"
+    manifest.write_text(MANIFEST)
+    assert cli(fleet_env, "enqueue", str(manifest)).returncode == 0
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    ids = {json.loads(r.get(f"cis490:op:spec:{i}"))["name"]: i for i in r.smembers("cis490:op:jobs")}
+    now = time.time()
+    for short, name in (("a", NAME_A), ("b", NAME_B)):
+        spec = json.loads(r.get(f"cis490:op:spec:{ids[short]}"))
+        r.set(f"cis490:op:spec:{ids[short]}", json.dumps({**spec, "name": name}))
+        r.hset(f"cis490:job:{ids[short]}", mapping={"name": name, "host": HOST, "worker": f"w\x1b[2J@{HOST}", "started_at": now - 5, "finished_at": now})
+    r.hset(f"cis490:job:{ids['a']}", mapping={"status": "failed", "error": ERROR, "failure": "trainer_error\x1b[8m"})
+    attempt = {"attempt": 1, "host": HOST, "worker": "w\x1b[2J", "claimed_at": now - 5, "finished_at": now, "outcome": "failed", "failure": "trainer_error", "error": ERROR}
+    r.rpush(f"cis490:job:{ids['a']}:attempts", json.dumps(attempt))
+    log = f"cis490:job:{ids['a']}:log:1"
+    r.xadd(log, {"line": "plain \x1b[2J\tcolumn"})
+    r.xadd(log, {"line": json.dumps({"event": "error", "error": "bad\x1b]0;t\x07", "exit_code": 2})})
+    r.xadd(log, {"end": "failed", "detail": "why\x1b[2J"})
+    metric = {"value": 0.9, "ci_low": 0.8, "ci_high": 0.95}
+    result = {"metrics": {"accuracy": metric, "macro_f1": metric, "balanced_accuracy": metric, "f1\x1b[2J": metric}, "baseline": {"accuracy": metric}, "host": HOST}
+    r.hset(f"cis490:job:{ids['b']}", mapping={"status": "completed", "result": json.dumps(result), "artifact_id": "\x1b[2J" + "d" * 60})
+    worker = {
+        "name": "w1@test",
+        "host_id": WORKER_HOST,
+        "tiers": ["cpu"],
+        "queues": ["cpu.gbt", "cpu.x\x1b[2J"],
+        "capability": {"cpu_cores": 2, "ram_total_gib": 16, "cuda_devices": [{"name": GPU, "vram_total_gib": 8}]},
+        "pid": 1,
+        "started_at": now,
+        "seen_at": now,
+        "active": [],
+        "ready": True,
+    }
+    r.set("cis490:worker:w1@test", json.dumps(worker))
+    r.sadd("cis490:workers", "w1@test")
+    r.close()
+    return ids
+
+
+# --- 1. names, errors and log lines reach the terminal as plain text --------------------------
+
+
+def test_plain_escapes_every_control_character_and_keeps_the_rest():
+    assert plain("lab-ws1 élan 模型 [/bold] :smile:") == "lab-ws1 élan 模型 [/bold] :smile:"
+    assert plain("a\x1b[2J\x07\x00\x7f\x9b\u202e\u2028\n\r") == "a\\x1b[2J\\x07\\x00\\x7f\\x9b\\u202e\\u2028\\n\\r"
+    assert plain("col\tumn\x1b", keep="\t") == "col\tumn\\x1b"
+    assert plain(3) == "3"
+
+
+def test_status_and_its_views_print_hostile_names_as_text(fleet_env, hostile):
+    for args in (("status",), ("status", "--all")):
+        out = harmless(cli(fleet_env, *args))
+        assert "a[/bold]\\x1b[2J" in out and "h\\x1b[5m" in out, out
+        assert "b\\x1b]8;;http://x.test/\\x1b\\" in out and "boom[/red]\\x1b]0;pwn\\x07" in out, out
+    # Piped, --watch prints a line per change; --until-done stops at once (exit 1: a job failed).
+    out = harmless(cli(fleet_env, "status", "--watch", "--until-done", "--interval", "0.1"), code=1)
+    assert "a[/bold]\\x1b[2J: failed on h\\x1b[5m" in out.splitlines(), out
+    # --json stays JSON: its own escapes, the names intact once parsed.
+    data = json.loads(harmless(cli(fleet_env, "status", "--json")))
+    assert {job["name"] for job in data["jobs"]} == {NAME_A, NAME_B}
+
+
+def test_show_explain_and_operator_commands_print_hostile_records_as_text(fleet_env, hostile):
+    out = harmless(cli(fleet_env, "show", hostile["a"]))
+    lines = out.splitlines()
+    assert lines[0].startswith(f"a[/bold]\\x1b[2J  {hostile['a']}  (term)")
+    assert "error       [trainer_error\\x1b[8m] boom[/red]\\x1b]0;pwn\\x07" in lines and "line two \\x1b[31m" in lines
+    assert any(line.startswith("attempt 1   h\\x1b[5m (w\\x1b[2J)") and line.endswith("boom[/red]\\x1b]0;pwn\\x07") for line in lines), out
+    out = harmless(cli(fleet_env, "show", hostile["b"]))
+    assert "artifact    \\x1b[2Jddd" in out, out
+    assert any(line.startswith("f1\\x1b[2J ") and line.endswith(" 0.900 [0.800, 0.950]") for line in out.splitlines()), out
+    assert json.loads(harmless(cli(fleet_env, "show", hostile["a"], "--json")))["error"] == ERROR
+
+    out = harmless(cli(fleet_env, "explain", hostile["a"]))
+    assert out.startswith(f"a[/bold]\\x1b[2J ({hostile['a']}) is failed")
+    out = harmless(cli(fleet_env, "cancel", hostile["a"]), code=1)
+    assert f"not cancelled a[/bold]\\x1b[2J ({hostile['a']})" in out
+    # An error message that quotes a record is escaped too.
+    proc = cli(fleet_env, "logs", hostile["a"], "--attempt", "9")
+    harmless(proc, code=2)
+    assert proc.stderr == "error: --attempt 9: a[/bold]\\x1b[2J (" + hostile["a"] + ") has attempts 1 to 1\n"
+
+
+def test_logs_escape_the_trainers_control_characters_even_raw(fleet_env, hostile):
+    proc = cli(fleet_env, "logs", hostile["a"])
+    assert harmless(proc).splitlines() == ["plain \\x1b[2J\tcolumn", "error: bad\\x1b]0;t\\x07 (exit code 2)"]
+    assert "[attempt 1 ended: failed: why\\x1b[2J]" in proc.stderr
+    # --raw: the lines as written (the JSON one with its own escapes), control characters escaped all the same.
+    raw = harmless(cli(fleet_env, "logs", hostile["a"], "--raw")).splitlines()
+    assert raw == ["plain \\x1b[2J\tcolumn", '{"event": "error", "error": "bad\\u001b]0;t\\u0007", "exit_code": 2}']
+
+
+def test_results_and_workers_print_hostile_hosts_as_text(fleet_env, hostile):
+    out = harmless(cli(fleet_env, "results"))
+    assert "h\\x1b[5m" in out and "\\x1b[2Jdddd" in out, out
+    out = harmless(cli(fleet_env, "workers"))
+    assert "host\\x1b]0;pwn\\x07" in out and "gpu\\u202e 8 GiB" in out and "cpu.x\\x1b[2J" in out, out
+    assert json.loads(harmless(cli(fleet_env, "workers", "--json")))[0]["host_id"] == WORKER_HOST
+
+
+def test_manifest_diff_and_enqueue_print_hostile_orphans_as_text(fleet_env, hostile, tmp_path):
+    other = tmp_path / "other.toml"
+    other.write_text(MANIFEST.split("[[jobs]]")[0] + '[[jobs]]\nname = "c"\nmodel = "knn"\n')
+    out = harmless(cli(fleet_env, "manifest", "diff", str(other)))
+    assert f"  orphan     a[/bold]\\x1b[2J ({hostile['a']}), failed: not in the file; kept until cancelled" in out.splitlines(), out
+    out = harmless(cli(fleet_env, "enqueue", str(other)))
+    assert "not in manifest (kept until cancelled):" in out and "a[/bold]\\x1b[2J" in out, out
+
+
+def test_the_live_view_draws_hostile_names_and_progress_as_text():
+    spec = JobSpec(name=NAME_A, model="mlp")
+    progress = {"phase": "train\x1b[2J", "epoch": 1, "epochs": 4, "metric": 0.5, "metric_name": "f1\x07"}
+    record = JobRecord(job_id=spec.job_id, spec=spec, status="running", attempt=1, starts=1, max_attempts=3, queue="cpu.mlp",
+                       broker_priority=0, manifest="m", host=HOST, heartbeat_at=99.0, progress=progress)
+    console = Console(width=200, record=True, color_system=None)
+    console.print(watch_view([record], now=100.0))
+    out = console.export_text()
+    assert not any(char in out for char in RAW), out
+    assert "a[/bold]\\x1b[2J" in out and "train\\x1b[2J 1/4" in out and "f1\\x07 0.500" in out and "h\\x1b[5m" in out, out
