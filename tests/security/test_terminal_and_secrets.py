@@ -176,3 +176,76 @@ def test_the_live_view_draws_hostile_names_and_progress_as_text():
     out = console.export_text()
     assert not any(char in out for char in RAW), out
     assert "a[/bold]\\x1b[2J" in out and "train\\x1b[2J 1/4" in out and "f1\\x07 0.500" in out and "h\\x1b[5m" in out, out
+
+
+# --- 2. the manifest refuses what it would later show raw -------------------------------------
+
+HOSTILE_MANIFEST = r"""schema_version = 1
+name = "fleet\u001b]0;pwn\u0007"
+
+[defaults]
+train_hosts = ["lab\u202ews1"]
+
+[hosts."pi\u001b[2J"]
+description = "Pi"
+
+[hosts.ws]
+description = "GPU box\u009b31m"
+
+[[jobs]]
+name = "evil\u001b[2J"
+model = "gbt"
+allowed_hosts = ["ws\u0000"]
+denied_hosts = ["%s"]
+
+[[jobs]]
+name = "%s"
+model = "mlp"
+""" % ("h" * 129, "n" * 129)
+
+HOSTILE_PROBLEMS = [
+    "  - top level: name holds the non-printable character '\\x1b' at position 5; use printable text",
+    "  - [defaults]: train_hosts[0] holds the non-printable character '\\u202e' at position 3; use printable text",
+    "  - [hosts.'pi\\x1b[2J']: the host name holds the non-printable character '\\x1b' at position 2; use printable text",
+    "  - [hosts.ws]: description holds the non-printable character '\\x9b' at position 7; use printable text",
+    "  - job 'evil\\x1b[2J' (jobs[0]): name holds the non-printable character '\\x1b' at position 4; use printable text",
+    "  - job 'evil\\x1b[2J' (jobs[0]): allowed_hosts[0] holds the non-printable character '\\x00' at position 2; use printable text",
+    "  - job 'evil\\x1b[2J' (jobs[0]): denied_hosts[0] is 129 characters long; at most 128 are allowed",
+    f"  - job '{'n' * 40}...' (jobs[1]): name is 129 characters long; at most 128 are allowed",
+]
+
+
+def test_manifest_check_and_enqueue_refuse_control_characters_and_long_names(fleet_env, redis_url, tmp_path):
+    path = tmp_path / "hostile.toml"
+    path.write_text(HOSTILE_MANIFEST)
+    for command in ("manifest check", "enqueue"):
+        proc = cli(fleet_env, *command.split(), str(path))
+        harmless(proc, code=2)
+        assert proc.stderr.splitlines() == [f"error: {path}: {len(HOSTILE_PROBLEMS)} problems", *HOSTILE_PROBLEMS], command
+    assert redis.Redis.from_url(redis_url).scard("cis490:op:jobs") == 0
+    (report,) = json.loads(harmless(cli(fleet_env, "manifest", "check", "--json", str(path)), code=2))
+    assert report["ok"] is False and len(report["problems"]) == len(HOSTILE_PROBLEMS)
+
+
+def test_names_up_to_the_limit_and_any_printable_text_stay_valid(tmp_path):
+    from cis490_train.manifest import MAX_NAME, Manifest
+
+    name = "é-模型 [x] :y:" + "n" * (MAX_NAME - 12)
+    assert len(name) == MAX_NAME
+    text = f'schema_version = 1\nname = "{name}"\n[hosts."{name}"]\ndescription = "{"d" * 512}"\n[[jobs]]\nname = "{name}"\nmodel = "gbt"\ntrain_hosts = ["{name}"]\n'
+    manifest = Manifest.from_toml(text)
+    assert manifest.name == manifest.jobs[0].name == name and list(manifest.hosts) == [name]
+
+
+# --- 3. deeply nested TOML is one problem, not a RecursionError --------------------------------
+
+
+@pytest.mark.parametrize("depth", [40, 3000])
+def test_a_deeply_nested_manifest_is_one_problem_through_check_and_enqueue(fleet_env, redis_url, tmp_path, depth):
+    path = tmp_path / "deep.toml"
+    path.write_text('schema_version = 1\n[[jobs]]\nname = "deep"\nmodel = "gbt"\nhyper = { x = ' + "[" * depth + "]" * depth + " }\n")
+    for command in ("manifest check", "enqueue"):
+        proc = cli(fleet_env, *command.split(), str(path))
+        harmless(proc, code=2)
+        assert proc.stderr.splitlines() == [f"error: {path}: 1 problem", "  - nested too deeply: tables and arrays may nest at most 32 levels"], proc.stderr
+    assert redis.Redis.from_url(redis_url).scard("cis490:op:jobs") == 0
