@@ -16,6 +16,7 @@ import pytest
 import redis
 from rich.console import Console
 
+from cis490_train.embedded import free_port
 from cis490_train.manifest import JobSpec
 from cis490_train.registry import JobRecord
 from cis490_train.views import plain, watch_view
@@ -249,3 +250,68 @@ def test_a_deeply_nested_manifest_is_one_problem_through_check_and_enqueue(fleet
         harmless(proc, code=2)
         assert proc.stderr.splitlines() == [f"error: {path}: 1 problem", "  - nested too deeply: tables and arrays may nest at most 32 levels"], proc.stderr
     assert redis.Redis.from_url(redis_url).scard("cis490:op:jobs") == 0
+
+
+# --- 4. a set-but-empty CIS490_* variable is an error, not the default -------------------------
+
+
+def test_an_empty_broker_url_is_refused_before_anything_connects(fleet_env):
+    env = dict(fleet_env, CIS490_BROKER_URL="")
+    proc = cli(env, "status")
+    harmless(proc, code=2)
+    assert proc.stdout == ""
+    assert proc.stderr == "error: CIS490_BROKER_URL is set but empty: give a value, or unset it to use the default (README, Configuration)\n"
+    proc = cli(dict(env, CIS490_DATA_DIR=" "), "enqueue", "missing.toml")
+    harmless(proc, code=2)
+    assert proc.stderr.startswith("error: CIS490_BROKER_URL, CIS490_DATA_DIR are set but empty: ")
+
+
+@pytest.mark.parametrize("name", ["CIS490_BROKER_URL", "CIS490_WORKER_TOKEN", "CIS490_HEARTBEAT_S", "CIS490_STORE_ROOT", "CIS490_TYPO"])
+def test_every_empty_cis490_variable_is_named(name):
+    from cis490_train.config import Settings
+    from cis490_train.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{name} is set but empty: .*unset it to use the default"):
+        Settings.from_env({name: ""})
+
+
+# --- 5. a token file others may read or write is refused --------------------------------------
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o620, 0o604], ids=oct)
+def test_a_loose_worker_token_file_is_refused_with_the_chmod_to_run(fleet_env, tmp_path, mode):
+    from cis490_train.config import Settings, ensure_store_token
+    from cis490_train.errors import ConfigError
+
+    root = tmp_path / "store"
+    root.mkdir()
+    token = root / ".worker-token"
+    token.write_text("planted-token\n")
+    token.chmod(mode)
+    hint = f"run `chmod 600 {token}`"
+    with pytest.raises(ConfigError, match=f"mode {mode:04o}\\): {hint}"):
+        ensure_store_token(root)
+    with pytest.raises(ConfigError, match=hint):
+        Settings.from_env({"CIS490_STORE_ROOT": str(root)})
+    env = {k: v for k, v in fleet_env.items() if k != "CIS490_WORKER_TOKEN"}
+    proc = cli(env, "store", "serve", "--root", str(root), "--port", str(free_port()), timeout=60)
+    harmless(proc, code=2)
+    assert proc.stderr == f"error: {token} is open to group or others (mode {mode:04o}): {hint}, or set CIS490_WORKER_TOKEN\n"
+
+    token.chmod(0o600)
+    assert ensure_store_token(root) == "planted-token"
+    assert Settings.from_env({"CIS490_STORE_ROOT": str(root)}).worker_token == "planted-token"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_the_token_file_the_store_makes_is_private_and_read_back(tmp_path):
+    from cis490_train.config import Settings, ensure_store_token
+
+    old = os.umask(0)  # the file's mode is the code's, not the umask's
+    try:
+        made = ensure_store_token(tmp_path / "store")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "store" / ".worker-token").stat().st_mode & 0o777 == 0o600
+    assert Settings.from_env({"CIS490_STORE_ROOT": str(tmp_path / "store")}).worker_token == made
