@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -315,3 +316,112 @@ def test_the_token_file_the_store_makes_is_private_and_read_back(tmp_path):
         os.umask(old)
     assert (tmp_path / "store" / ".worker-token").stat().st_mode & 0o777 == 0o600
     assert Settings.from_env({"CIS490_STORE_ROOT": str(tmp_path / "store")}).worker_token == made
+
+
+# --- 6. the installers take no secret on the command line --------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTALLER = ROOT / "deploy" / "install-worker.sh"
+PASSWORD = "pw-0f9e8d7c6b5a"
+SECRET_TOKEN = "tok-5a6b7c8d9e0f"
+SECRET_BROKER = f"redis://worker:{PASSWORD}@coordinator:6379/0"
+
+
+def run_installer(tmp_path: Path, *args: str, env: dict[str, str] | None = None):
+    """install-worker.sh under a prefix (files written there, no command run), as a CPU host."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CIS490_")}
+    base["PATH"] = os.pathsep.join(d for d in base["PATH"].split(os.pathsep) if not (Path(d) / "nvidia-smi").exists())
+    cmd = ["bash", str(INSTALLER), "--prefix", str(tmp_path / "root"), "--store-url", "http://coordinator:8490", *args]
+    return cmd, subprocess.run(cmd, env={**base, **(env or {})}, capture_output=True, text=True, timeout=60)
+
+
+def secret(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+def worker_env(tmp_path: Path) -> Path:
+    return tmp_path / "root" / "etc" / "cis490" / "worker.env"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", SECRET_TOKEN], "error: --token puts the token on the command line, which ps shows to every user: "),
+        ([f"--token={SECRET_TOKEN}"], "error: --token puts the token on the command line, which ps shows to every user: "),
+        (["--broker-url", SECRET_BROKER], "error: --broker-url carries a password, which ps shows to every user: "),
+        (["--broker-url", f"redis://:{PASSWORD}@coordinator:6379/0"], "error: --broker-url carries a password"),
+        (["--broker-url", f"rediss://coordinator:6379/0?password={PASSWORD}"], "error: --broker-url carries a password"),
+        ([f"--broker-url={SECRET_BROKER}"], "error: unknown option '--broker-url'"),
+    ],
+)
+def test_a_secret_on_the_installers_command_line_is_refused_without_echoing_it(tmp_path, args, message):
+    _, proc = run_installer(tmp_path, *args)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(message), line
+    assert "--token-file FILE" in line or "--broker-url-file FILE" in line or "unknown option" in line
+    assert SECRET_TOKEN not in proc.stdout + proc.stderr and PASSWORD not in proc.stdout + proc.stderr
+    assert not worker_env(tmp_path).exists()
+
+
+def test_the_installer_reads_the_secrets_from_files_or_the_environment(tmp_path):
+    from systemd_units import read_env_file
+
+    files = tmp_path / "files"
+    files.mkdir()
+    cmd, proc = run_installer(files, "--broker-url-file", secret(files, "url", f"\n  {SECRET_BROKER}\r\n\n"), "--token-file", secret(files, "token", SECRET_TOKEN))
+    assert proc.returncode == 0, proc.stderr
+    assert not any(SECRET_TOKEN in arg or PASSWORD in arg for arg in cmd)  # what ps shows
+    assert SECRET_TOKEN not in proc.stdout + proc.stderr and PASSWORD not in proc.stdout + proc.stderr
+    settings = read_env_file(worker_env(files))
+    assert (settings["CIS490_BROKER_URL"], settings["CIS490_WORKER_TOKEN"]) == (SECRET_BROKER, SECRET_TOKEN)
+
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    cmd, proc = run_installer(exported, env={"CIS490_BROKER_URL": SECRET_BROKER, "CIS490_WORKER_TOKEN": SECRET_TOKEN})
+    assert proc.returncode == 0, proc.stderr
+    assert not any(SECRET_TOKEN in arg or PASSWORD in arg for arg in cmd)
+    settings = read_env_file(worker_env(exported))
+    assert (settings["CIS490_BROKER_URL"], settings["CIS490_WORKER_TOKEN"]) == (SECRET_BROKER, SECRET_TOKEN)
+
+    # A URL without a password may still be given as it is.
+    plain_url = tmp_path / "plain"
+    plain_url.mkdir()
+    _, proc = run_installer(plain_url, "--broker-url", "redis://coordinator:6379/0", "--token-file", secret(plain_url, "token", SECRET_TOKEN))
+    assert proc.returncode == 0, proc.stderr
+    assert read_env_file(worker_env(plain_url))["CIS490_BROKER_URL"] == "redis://coordinator:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda d: (["--token-file", str(d / "missing")], {}), "error: --token-file {d}/missing: not a readable file"),
+        (lambda d: (["--token-file", secret(d, "two", "a\nb\n")], {}), "error: --token-file {d}/two: the file holds more than one line"),
+        (lambda d: (["--token-file", secret(d, "blank", "\n \n")], {}), "error: --token-file {d}/blank: the file is empty"),
+        (lambda d: ([], {"CIS490_WORKER_TOKEN": ""}), "error: CIS490_WORKER_TOKEN is set but empty"),
+        (lambda d: (["--broker-url-file", secret(d, "url", f"http://worker:{PASSWORD}@x:6379")], {}), "error: --broker-url-file {d}/url: only redis://"),
+    ],
+)
+def test_bad_secret_files_and_variables_are_one_line_that_hides_the_value(tmp_path, setup, message):
+    args, env = setup(tmp_path)
+    _, proc = run_installer(tmp_path, *args, env=env)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(message.format(d=tmp_path)), line
+    assert PASSWORD not in line and not worker_env(tmp_path).exists()
+
+
+def test_the_windows_installer_takes_its_secrets_from_files_or_the_environment():
+    """Read, not run (no PowerShell here): the same parameters and refusals as install-worker.sh."""
+    text = (ROOT / "deploy" / "install-worker-windows.ps1").read_text()
+    assert '[string]$BrokerUrlFile = ""' in text and '[string]$TokenFile = ""' in text
+    assert 'Read-ValueFile "-TokenFile" $TokenFile' in text and 'Read-ValueFile "-BrokerUrlFile" $BrokerUrlFile' in text
+    assert "$script:Token = $env:CIS490_WORKER_TOKEN" in text and "$script:BrokerUrl = $env:CIS490_BROKER_URL" in text
+    assert 'if ($Token) { Fail "-Token puts the token on the command line' in text
+    assert "Fail \"-BrokerUrl carries a password" in text
+    main = text[text.rindex("\nRead-Secrets\n"):]
+    assert main.index("Read-Secrets") < main.index("Assert-Input") < main.index("Write-WorkerEnv")
+    assert "-Token TOKEN" not in text and "-BrokerUrl redis://worker:PASSWORD@" not in text
