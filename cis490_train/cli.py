@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 from rich.text import Text
@@ -581,6 +582,32 @@ def _cmd_metrics_serve(args, settings: Settings) -> int:
     return 0
 
 
+def _cmd_flower(args, settings: Settings) -> NoReturn:
+    """Flower, which can revoke tasks and shut workers down: on loopback unless told otherwise and
+    never without basic auth. The credentials stay in FLOWER_BASIC_AUTH, which Flower reads
+    itself, so they never reach a command line that ps shows."""
+    import os
+
+    users = [u for u in os.environ.get("FLOWER_BASIC_AUTH", "").split(",") if u.strip()]
+    if not users:
+        raise UsageError("FLOWER_BASIC_AUTH is not set: export FLOWER_BASIC_AUTH=user:password (several: user1:pw1,user2:pw2); Flower never runs without a password")
+    if not all(user.partition(":")[0] and user.partition(":")[2] for user in users):
+        raise UsageError("FLOWER_BASIC_AUTH must be user:password, several comma-separated (user1:pw1,user2:pw2)")
+    for arg in args.flower_args:
+        option = arg.split("=", 1)[0].replace("_", "-")
+        if option == "--basic-auth":
+            raise UsageError("--basic-auth would put the password on the command line, where ps shows it; set FLOWER_BASIC_AUTH instead")
+        if option in ("--address", "--port"):
+            raise UsageError(f"{option} goes before --: cis490-train flower {option} ...")
+    address = args.address or os.environ.get("FLOWER_ADDRESS") or "127.0.0.1"
+    port = args.port or os.environ.get("FLOWER_PORT") or "5555"
+    if not (str(port).isdigit() and 0 < int(port) < 65536):
+        raise UsageError(f"port {port!r} (--port or FLOWER_PORT): give a port from 1 to 65535")
+    argv = [sys.executable, "-m", "celery", "-A", "cis490_train", "flower", f"--address={address}", f"--port={port}", *args.flower_args]
+    print(plain(f"starting Flower on {address}:{port} (basic auth from FLOWER_BASIC_AUTH)"), flush=True)
+    os.execv(argv[0], argv)  # this process becomes Flower: signals reach it directly
+
+
 def _error_text(exc: Cis490Error) -> str:
     """`error: ...` with each line of the message through `plain`: messages quote names and values."""
     return "\n".join(plain(line) for line in f"error: {exc}".split("\n"))
@@ -690,6 +717,11 @@ def build_parser() -> argparse.ArgumentParser:
     mserve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     mserve.add_argument("--port", type=int, default=9490, help="port (default 9490)")
     mserve.set_defaults(func=_cmd_metrics_serve)
+
+    p = add("flower", _cmd_flower, "the Flower dashboard on loopback, behind the basic auth of FLOWER_BASIC_AUTH", json_flag=False)
+    p.add_argument("--address", help="address to bind (default FLOWER_ADDRESS, else 127.0.0.1)")
+    p.add_argument("--port", help="port (default FLOWER_PORT, else 5555)")
+    p.add_argument("flower_args", nargs="*", metavar="-- FLOWER_ARGS", help="more Flower options, after --")
     return parser
 
 

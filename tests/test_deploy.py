@@ -361,14 +361,15 @@ def test_the_flower_unit_needs_basic_auth_and_listens_on_loopback(tmp_path, redi
     unit = render("cis490-flower.service", etc, tmp_path / "units")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CIS490_", "FLOWER_"))}
 
-    (guard,) = service_command(unit).pre
-    refused = subprocess.run(guard, env={**base, **service_command(unit).env}, capture_output=True, text=True)
-    assert refused.returncode == 1 and "FLOWER_BASIC_AUTH is not set" in refused.stderr
+    unsafe = service_command(unit)
+    assert unsafe.argv == [f"{VENV}/bin/cis490-train", "flower"] and unsafe.pre == []
+    refused = subprocess.run(unsafe.argv, env={**base, **unsafe.env}, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: FLOWER_BASIC_AUTH is not set")
+    assert re.search(r"^RestartPreventExitStatus=2$", unit.read_text(), re.M)
 
     (etc / "flower.env").write_text(f"FLOWER_PORT={port}\nFLOWER_BASIC_AUTH=admin:flower-pw\n")
     service = service_command(unit)
     env = {**base, **service.env}
-    assert subprocess.run(guard, env=env).returncode == 0
     proc = subprocess.Popen(service.argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -425,3 +426,77 @@ def test_the_windows_installer_takes_its_secrets_from_files_or_the_environment()
     main = text[text.rindex("\nRead-Secrets\n"):]
     assert main.index("Read-Secrets") < main.index("Assert-Input") < main.index("Write-WorkerEnv")
     assert "-Token TOKEN" not in text and "-BrokerUrl redis://worker:PASSWORD@" not in text
+
+
+# --- 7. Flower only on loopback, only with a password ------------------------------------------
+
+
+def flower_env(fleet_env: dict[str, str], **extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in fleet_env.items() if not k.startswith("FLOWER_")}, **extra}
+
+
+@pytest.mark.parametrize("auth", [None, "", " , ", "admin-without-password", ":pw", "admin:"])
+def test_flower_refuses_to_start_without_basic_auth(fleet_env, auth):
+    env = flower_env(fleet_env) if auth is None else flower_env(fleet_env, FLOWER_BASIC_AUTH=auth)
+    proc = cli(env, "flower", "--port", str(free_port()), timeout=60)
+    harmless(proc, code=2)
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(("error: FLOWER_BASIC_AUTH is not set: export FLOWER_BASIC_AUTH=user:password", "error: FLOWER_BASIC_AUTH must be user:password")), line
+    assert proc.stdout == ""
+
+
+def test_flower_refuses_credentials_and_addresses_among_its_own_options(fleet_env):
+    env = flower_env(fleet_env, FLOWER_BASIC_AUTH="admin:pw-1")
+    for extra, message in (
+        ("--basic-auth=admin:pw-2", "error: --basic-auth would put the password on the command line"),
+        ("--basic_auth=admin:pw-2", "error: --basic-auth would put the password on the command line"),
+        ("--address=0.0.0.0", "error: --address goes before --"),
+    ):
+        proc = cli(env, "flower", "--", extra, timeout=60)
+        harmless(proc, code=2)
+        assert proc.stderr.startswith(message) and "pw-2" not in proc.stderr, proc.stderr
+
+
+def test_flower_listens_on_loopback_only_and_answers_401_without_the_password(fleet_env, tmp_path):
+    import secrets
+
+    import httpx
+    import psutil
+
+    from conftest import wait_for
+
+    password = secrets.token_urlsafe(12)
+    port = free_port()
+    log = tmp_path / "flower.log"
+    with log.open("w") as out:
+        # Run where no flowerconfig.py lies; the port alone is given, the address is the default.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cis490_train", "flower", "--port", str(port)],
+            env=flower_env(fleet_env, FLOWER_BASIC_AUTH=f"admin:{password}"), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def status(path: str, auth=None, method: str = "GET") -> int | None:
+        assert proc.poll() is None, f"flower exited: {log.read_text()[-2000:]}"
+        try:
+            return httpx.request(method, f"{base}{path}", auth=auth, timeout=5).status_code
+        except httpx.TransportError:
+            return None
+
+    try:
+        wait_for(lambda: status("/healthcheck") == 200, 60, f"flower to answer ({log})")
+        for path in ("/", "/tasks", "/api/workers"):
+            assert status(path) == 401, path
+        assert status("/api/task/revoke/x", method="POST") == 401  # what an intruder would do with it
+        assert status("/", auth=("admin", "wrong")) == 401
+        assert status("/", auth=("admin", password)) == 200
+        flower = psutil.Process(proc.pid)  # the command became Flower itself
+        assert {c.laddr.ip for c in flower.net_connections("inet") if c.status == psutil.CONN_LISTEN} == {"127.0.0.1"}
+        assert "flower" in flower.cmdline() and not any(password in arg for arg in flower.cmdline())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
