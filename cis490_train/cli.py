@@ -643,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attempt", type=int, metavar="N", help="this attempt (default: the current one)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the attempt ends")
     p.add_argument("--progress", action="store_true", help="also show the progress lines, in words")
-    p.add_argument("--raw", action="store_true", help="print the lines exactly as the trainer wrote them")
+    p.add_argument("--raw", action="store_true", help="print the lines as the trainer wrote them, JSON included (control characters still escaped)")
     p = add("cancel", _cmd_cancel, "cancel pending or running jobs (a running trainer is stopped); operator credential", json_flag=False)
     p.add_argument("jobs", nargs="*", metavar="JOB")
     p.add_argument("--model", help="every unfinished job of this model")
