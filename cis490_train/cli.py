@@ -10,14 +10,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
+from rich.text import Text
 
 from .config import Settings
 from .errors import Cis490Error, UsageError
+from .views import plain
 
 # Piped output (CI logs, `| less`) gets a width that fits the results table instead of 80 columns.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+# No markup or emoji codes: text from the registry is printed as it is, never interpreted.
+out = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 _opened: list = []
@@ -53,12 +57,12 @@ def _cmd_capability(args, settings: Settings) -> int:
     if args.json:
         _print_json(cap.to_dict())
         return 0
-    out.print(f"host        {cap.host_id}")
+    out.print(plain(f"host        {cap.host_id}"))
     out.print(f"cores       {cap.cpu_cores}")
     out.print(f"RAM         {cap.ram_total_gib:g} GiB total, {cap.ram_available_gib:g} GiB available")
     if cap.cuda_devices:
         for g in cap.cuda_devices:
-            out.print(f"cuda:{g.index}      {g.name}, {g.vram_total_gib:g} GiB VRAM ({g.vram_free_gib:g} GiB free)")
+            out.print(plain(f"cuda:{g.index}      {g.name}, {g.vram_total_gib:g} GiB VRAM ({g.vram_free_gib:g} GiB free)"))
     else:
         out.print("CUDA        none (this host serves the cpu tier)")
     out.print(f"torch       {cap.torch_version or 'not installed'}")
@@ -76,9 +80,9 @@ def _cmd_enqueue(args, settings: Settings) -> int:
     if args.json:
         _print_json(report.to_dict())
     else:
-        out.print(report.summary())
+        out.print(plain(report.summary()))
         if report.not_in_manifest:
-            out.print(f"not in manifest (kept until cancelled): {', '.join(report.not_in_manifest)}")
+            out.print(plain(f"not in manifest (kept until cancelled): {', '.join(report.not_in_manifest)}"))
     return 0
 
 
@@ -165,28 +169,31 @@ def _cmd_show(args, settings: Settings) -> int:
         _print_json({**_record_dict(record), "attempts": attempts, "waiting": waiting})
         return 0
     spec = record.spec
-    out.print(f"[bold]{record.name}[/bold]  {record.job_id}  ({record.manifest})")
-    out.print(f"status      {record.status} (attempt {record.attempt}, {record.starts} of {record.max_attempts} tries used)")
-    out.print(f"model       {spec.model} / {spec.mode} / split {spec.split_recipe} / seed {spec.seed}")
-    out.print(f"hyper       {json.dumps(spec.hyper, sort_keys=True)}")
-    out.print(f"queue       {record.queue} (manifest priority {spec.priority}, broker priority {record.broker_priority})")
+    out.print(Text.assemble((plain(record.name), "bold"), plain(f"  {record.job_id}  ({record.manifest})")))
+    lines = [
+        f"status      {record.status} (attempt {record.attempt}, {record.starts} of {record.max_attempts} tries used)",
+        f"model       {spec.model} / {spec.mode} / split {spec.split_recipe} / seed {spec.seed}",
+        f"hyper       {json.dumps(spec.hyper, sort_keys=True)}",
+        f"queue       {record.queue} (manifest priority {spec.priority}, broker priority {record.broker_priority})",
+    ]
     if record.host:
-        out.print(f"host        {record.host} ({record.worker})")
+        lines.append(f"host        {record.host} ({record.worker})")
     if progress_text(record):
-        out.print(f"progress    {progress_text(record)}")
+        lines.append(f"progress    {progress_text(record)}")
     if record.artifact_id:
-        out.print(f"artifact    {record.artifact_id}")
+        lines.append(f"artifact    {record.artifact_id}")
     if record.result.get("metrics"):
         from .views import metric_cell
 
-        for key, m in record.result["metrics"].items():
-            out.print(f"{key:<12}{metric_cell(m)}")
+        lines += [f"{key:<12}{metric_cell(m)}" for key, m in record.result["metrics"].items()]
     if record.error:
-        out.print(f"error       [{record.failure}] {record.error}", markup=False)
-    for line in waiting:
-        out.print(f"waiting     {line}", markup=False)
+        first, *rest = record.error.splitlines() or [""]
+        lines += [f"error       [{record.failure}] {first}", *rest]
+    lines += [f"waiting     {line}" for line in waiting]
+    for line in lines:
+        out.print(plain(line))
     for a in attempts:
-        out.print(attempt_line(a), markup=False)
+        out.print(attempt_line(a))
     return 0
 
 
@@ -202,9 +209,9 @@ def _cmd_explain(args, settings: Settings) -> int:
     if args.json:
         _print_json({"job_id": record.job_id, "name": record.name, "status": record.status, "queues": list(record.queues), "lines": lines})
         return 0
-    out.print(f"{record.name} ({record.job_id}) is {record.status}; queue {', '.join(record.queues)}", markup=False)
+    out.print(plain(f"{record.name} ({record.job_id}) is {record.status}; queue {', '.join(record.queues)}"))
     for line in lines:
-        out.print(f"  {line}", markup=False)
+        out.print(plain(f"  {line}"))
     return 0
 
 
@@ -244,7 +251,7 @@ def _cmd_logs(args, settings: Settings) -> int:
     if not shown:
         status, current = registry.status_of(record.job_id)
         why = joblog.why_empty(status, current, attempt)
-        print(f"no output recorded for attempt {attempt} of {record.name} ({record.job_id}): {why}", file=sys.stderr)
+        print(plain(f"no output recorded for attempt {attempt} of {record.name} ({record.job_id}): {why}"), file=sys.stderr)
     return 0
 
 
@@ -273,10 +280,10 @@ def _cmd_cancel(args, settings: Settings) -> int:
     for r in records:
         t = registry.cancel(r.job_id)
         if t.ok:
-            out.print(f"cancelled {r.name} ({r.job_id}), was {r.status}", markup=False)
+            out.print(plain(f"cancelled {r.name} ({r.job_id}), was {r.status}"))
         else:
             refused += 1
-            out.print(f"not cancelled {r.name} ({r.job_id}): {t.reason}", markup=False)
+            out.print(plain(f"not cancelled {r.name} ({r.job_id}): {t.reason}"))
     out.print(f"{len(records) - refused} cancelled, {refused} refused")
     return 1 if refused else 0
 
@@ -290,7 +297,7 @@ def _cmd_requeue(args, settings: Settings) -> int:
         registry.requeue(r.job_id)
         again = registry.get(r.job_id)
         dispatch(registry, again)
-        out.print(f"requeued {r.name} ({r.job_id}), was {r.status}: attempt {again.attempt}", markup=False)
+        out.print(plain(f"requeued {r.name} ({r.job_id}), was {r.status}: attempt {again.attempt}"))
     out.print(f"{len(records)} requeued")
     return 0
 
@@ -424,7 +431,7 @@ def _cmd_models(args, settings: Settings) -> int:
         _print_json(rows)
         return 0
     for row in rows:
-        out.print(f"[bold]{row['model']}[/bold]" + ("" if row["implemented"] else "  (not implemented)"))
+        out.print(Text.assemble((row["model"], "bold"), "" if row["implemented"] else "  (not implemented)"))
         for p in row["hyper"]:
             bounds = f" [{'|'.join(p['choices'])}]" if p["choices"] else (f" [{p['low']:g}..{p['high']:g}]" if p["low"] is not None else "")
             out.print(f"  {p['name']:<22}{p['type']:<6}{p['default']!s:<10}{bounds}  {p['help']}", markup=False)
@@ -510,7 +517,7 @@ def _cmd_manifest_check(args, settings: Settings) -> int:
             bad += 1
             reports.append({"file": file, "ok": False, "problems": exc.problems})
             if not args.json:
-                print(f"error: {exc}", file=sys.stderr)
+                print(_error_text(exc), file=sys.stderr)
             continue
         reports.append({"file": file, "ok": True, **summary})
         if not args.json:
@@ -522,16 +529,16 @@ def _cmd_manifest_check(args, settings: Settings) -> int:
 
 def _print_check(file: str, summary: dict) -> None:
     hosts = f", host policies for {', '.join(summary['hosts'])}" if summary["hosts"] else ""
-    out.print(f"{file}: valid; manifest {summary['name']!r}, {summary['jobs']} jobs{hosts}", markup=False)
+    out.print(plain(f"{file}: valid; manifest {summary['name']!r}, {summary['jobs']} jobs{hosts}"))
     width = max((len(q["queue"]) for q in summary["queues"]), default=0) + 2
     for tier, n in summary["tiers"].items():
-        out.print(f"  tier {tier}: {n} job{'s' if n != 1 else ''}", markup=False)
+        out.print(plain(f"  tier {tier}: {n} job{'s' if n != 1 else ''}"))
         for q in summary["queues"]:
             if q["tier"] == tier:
                 levels = ", ".join(map(str, q["broker_priorities"]))
-                out.print(f"    {q['queue']:<{width}}{q['jobs']:>4} job{'s' if q['jobs'] != 1 else ' '}  broker priority {levels}", markup=False)
+                out.print(plain(f"    {q['queue']:<{width}}{q['jobs']:>4} job{'s' if q['jobs'] != 1 else ' '}  broker priority {levels}"))
     if summary["fallback_queues"]:
-        out.print(f"  prefer_cuda fallbacks: {', '.join(summary['fallback_queues'])}", markup=False)
+        out.print(plain(f"  prefer_cuda fallbacks: {', '.join(summary['fallback_queues'])}"))
 
 
 def _cmd_manifest_diff(args, settings: Settings) -> int:
@@ -543,22 +550,17 @@ def _cmd_manifest_diff(args, settings: Settings) -> int:
         _print_json(preview.to_dict())
         return 0
     counts = preview.to_dict()["counts"]
-    out.print(
+    lines = [
         f"manifest {preview.manifest!r}: {counts['insert']} to insert, {counts['reroute']} to re-route, "
         f"{counts['leave']} to leave, {counts['unchanged']} unchanged, {counts['orphan']} not in the file; "
-        f"{preview.sends} message{'s' if preview.sends != 1 else ''} would be sent (nothing was changed)",
-        markup=False,
-    )
-    for job in preview.jobs:
-        line = _diff_line(job)
-        if line:
-            out.print(line, markup=False)
-    for job_id, name, status in preview.orphans:
-        out.print(f"  orphan     {name} ({job_id}), {status}: not in the file; kept until cancelled", markup=False)
-    for queue in preview.new_queues:
-        out.print(f"  new queue  {queue}", markup=False)
-    for host, change in preview.hosts:
-        out.print(f"  host       {host}: {change} policy", markup=False)
+        f"{preview.sends} message{'s' if preview.sends != 1 else ''} would be sent (nothing was changed)"
+    ]
+    lines += [line for line in map(_diff_line, preview.jobs) if line]
+    lines += [f"  orphan     {name} ({job_id}), {status}: not in the file; kept until cancelled" for job_id, name, status in preview.orphans]
+    lines += [f"  new queue  {queue}" for queue in preview.new_queues]
+    lines += [f"  host       {host}: {change} policy" for host, change in preview.hosts]
+    for line in lines:
+        out.print(plain(line))
     return 0
 
 
@@ -610,6 +612,37 @@ def _cmd_metrics_serve(args, settings: Settings) -> int:
     return 0
 
 
+def _cmd_flower(args, settings: Settings) -> NoReturn:
+    """Flower, which can revoke tasks and shut workers down: on loopback unless told otherwise and
+    never without basic auth. The credentials stay in FLOWER_BASIC_AUTH, which Flower reads
+    itself, so they never reach a command line that ps shows."""
+    import os
+
+    users = [u for u in os.environ.get("FLOWER_BASIC_AUTH", "").split(",") if u.strip()]
+    if not users:
+        raise UsageError("FLOWER_BASIC_AUTH is not set: export FLOWER_BASIC_AUTH=user:password (several: user1:pw1,user2:pw2); Flower never runs without a password")
+    if not all(user.partition(":")[0] and user.partition(":")[2] for user in users):
+        raise UsageError("FLOWER_BASIC_AUTH must be user:password, several comma-separated (user1:pw1,user2:pw2)")
+    for arg in args.flower_args:
+        option = arg.split("=", 1)[0].replace("_", "-")
+        if option == "--basic-auth":
+            raise UsageError("--basic-auth would put the password on the command line, where ps shows it; set FLOWER_BASIC_AUTH instead")
+        if option in ("--address", "--port"):
+            raise UsageError(f"{option} goes before --: cis490-train flower {option} ...")
+    address = args.address or os.environ.get("FLOWER_ADDRESS") or "127.0.0.1"
+    port = args.port or os.environ.get("FLOWER_PORT") or "5555"
+    if not (str(port).isdigit() and 0 < int(port) < 65536):
+        raise UsageError(f"port {port!r} (--port or FLOWER_PORT): give a port from 1 to 65535")
+    argv = [sys.executable, "-m", "celery", "-A", "cis490_train", "flower", f"--address={address}", f"--port={port}", *args.flower_args]
+    print(plain(f"starting Flower on {address}:{port} (basic auth from FLOWER_BASIC_AUTH)"), flush=True)
+    os.execv(argv[0], argv)  # this process becomes Flower: signals reach it directly
+
+
+def _error_text(exc: Cis490Error) -> str:
+    """`error: ...` with each line of the message through `plain`: messages quote names and values."""
+    return "\n".join(plain(line) for line in f"error: {exc}".split("\n"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cis490-train", description="A training fleet on Celery and Redis.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -640,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attempt", type=int, metavar="N", help="this attempt (default: the current one)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the attempt ends")
     p.add_argument("--progress", action="store_true", help="also show the progress lines, in words")
-    p.add_argument("--raw", action="store_true", help="print the lines exactly as the trainer wrote them")
+    p.add_argument("--raw", action="store_true", help="print the lines as the trainer wrote them, JSON included (control characters still escaped)")
     p = add("cancel", _cmd_cancel, "cancel pending or running jobs (a running trainer is stopped); operator credential", json_flag=False)
     p.add_argument("jobs", nargs="*", metavar="JOB")
     p.add_argument("--model", help="every unfinished job of this model")
@@ -720,6 +753,11 @@ def build_parser() -> argparse.ArgumentParser:
     mserve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     mserve.add_argument("--port", type=int, default=9490, help="port (default 9490)")
     mserve.set_defaults(func=_cmd_metrics_serve)
+
+    p = add("flower", _cmd_flower, "the Flower dashboard on loopback, behind the basic auth of FLOWER_BASIC_AUTH", json_flag=False)
+    p.add_argument("--address", help="address to bind (default FLOWER_ADDRESS, else 127.0.0.1)")
+    p.add_argument("--port", help="port (default FLOWER_PORT, else 5555)")
+    p.add_argument("flower_args", nargs="*", metavar="-- FLOWER_ARGS", help="more Flower options, after --")
     return parser
 
 
@@ -728,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, Settings.from_env())
     except Cis490Error as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_error_text(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def _xdg(env: dict[str, str], var: str, fallback: str) -> Path:
 
 def _number(env: dict[str, str], name: str, default: float, low: float, kind: type = float) -> float:
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = kind(raw)
@@ -33,6 +34,16 @@ def _number(env: dict[str, str], name: str, default: float, low: float, kind: ty
     if value < low:
         raise ConfigError(f"{name}={raw!r} must be >= {low:g}")
     return value
+
+
+def _refuse_empty(env: dict[str, str]) -> None:
+    """A set-but-empty CIS490_* variable is a mistake, not a request for the default: an empty
+    CIS490_BROKER_URL would send a manifest to whatever Redis runs on 127.0.0.1:6379."""
+    empty = sorted(name for name, value in env.items() if name.startswith("CIS490_") and not value.strip())
+    if empty:
+        names = ", ".join(empty)
+        it = "it" if len(empty) == 1 else "them"
+        raise ConfigError(f"{names} {'is' if len(empty) == 1 else 'are'} set but empty: give a value, or unset {it} to use the default (README, Configuration)")
 
 
 def _command(env: dict[str, str], name: str) -> tuple[str, ...]:
@@ -69,6 +80,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
+        _refuse_empty(env)
         broker = env.get("CIS490_BROKER_URL") or "redis://127.0.0.1:6379/0"
         if not broker.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"CIS490_BROKER_URL={broker!r}: only redis://, rediss:// or unix:// URLs are supported")
@@ -110,9 +122,19 @@ class Settings:
 
 
 def _token_from_file(store_root: Path) -> str | None:
-    """A store started without a token writes one beside its data; same-machine clients read it."""
+    """A store started without a token writes one beside its data; same-machine clients read it.
+
+    A token file others may read or write is refused, not adopted: anyone who can read it can
+    upload as a worker, and anyone who can write it chooses the token."""
+    path = store_root / TOKEN_FILE
     try:
-        return (store_root / TOKEN_FILE).read_text().strip() or None
+        with path.open() as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if os.name != "nt" and mode & 0o077:
+                raise ConfigError(
+                    f"{path} is open to group or others (mode {stat.S_IMODE(mode):04o}): run `chmod 600 {shlex.quote(str(path))}`, or set CIS490_WORKER_TOKEN"
+                )
+            return f.read().strip() or None
     except OSError:
         return None
 

@@ -29,7 +29,7 @@ import redis
 from . import functions
 from .lifecycle import LEASED, PENDING
 from .registry import Registry, log_key
-from .views import progress_summary
+from .views import plain, progress_summary
 
 log = logging.getLogger("cis490.joblog")
 
@@ -184,10 +184,17 @@ class LogShipper:
 
 def render(fields: dict[str, str], *, progress: bool = False, raw: bool = False) -> str | None:
     """The text `logs` prints for an output entry: other output as it is, the trainer's protocol
-    lines in words, progress lines only when asked for; None for what is not shown."""
+    lines in words, progress lines only when asked for; None for what is not shown. Whatever the
+    trainer wrote reaches the terminal through `plain` (tabs kept): `raw` skips the parsing of the
+    protocol, not the escaping of control characters."""
     line = fields.get(LINE)
     if line is None:
         return None
+    text = _words(line, progress=progress, raw=raw)
+    return None if text is None else plain(text, keep="\t")
+
+
+def _words(line: str, *, progress: bool, raw: bool) -> str | None:
     event = None if raw else parse_event(line)
     if event is None:
         return line
@@ -215,7 +222,7 @@ def note(fields: dict[str, str], attempt: int) -> str | None:
         return f"[{n} line{'s' if n != 1 else ''} not kept here: Redis could not be written or the log was full]"
     if END in fields:
         detail = (fields.get(DETAIL) or "").splitlines()
-        return f"[attempt {attempt} ended: {fields[END]}{': ' + detail[0] if detail else ''}]"
+        return plain(f"[attempt {attempt} ended: {fields[END]}{': ' + detail[0] if detail else ''}]")
     return None
 
 

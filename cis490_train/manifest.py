@@ -25,6 +25,12 @@ SPLIT_RECIPES = ("host", "sample", "time")
 SCHEMA_VERSION = 1
 DEFAULT_TRAIN_HOSTS = ("elliott-thinkpad",)
 _BIG = 10**9
+# Names (of the manifest, its jobs and hosts) and descriptions end up in terminals and tables.
+MAX_NAME = 128
+MAX_DESCRIPTION = 512
+# A real manifest nests five levels (document, jobs, job, hyper, a list); TOML allows any depth.
+MAX_DEPTH = 32
+_TOO_DEEP = f"nested too deeply: tables and arrays may nest at most {MAX_DEPTH} levels"
 
 
 @dataclass(frozen=True)
@@ -179,10 +185,14 @@ class Manifest:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ManifestError(source, [f"invalid TOML: {exc}"]) from None
+        except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+            raise ManifestError(source, [_TOO_DEEP]) from None
         return cls.from_dict(raw, source=source)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "<manifest>") -> Manifest:
+        if _nests_deeper(raw, MAX_DEPTH):
+            raise ManifestError(source, [_TOO_DEEP])
         problems: list[str] = []
         _unknown_keys(raw, _TOP_KEYS, "top level", problems)
 
@@ -194,6 +204,8 @@ class Manifest:
         if not isinstance(name, str) or not name.strip():
             problems.append(f"name must be a non-empty string, got {name!r}")
             name = "training-fleet"
+        else:
+            _check_text(name, "name", MAX_NAME, "top level", problems)
 
         defaults = raw.get("defaults", {})
         if not isinstance(defaults, dict):
@@ -268,7 +280,34 @@ _DEFAULTABLE = (
 
 def _job_label(table: Any, index: int) -> str:
     name = table.get("name") if isinstance(table, dict) else None
-    return f"job {name!r} (jobs[{index}])" if isinstance(name, str) and name else f"jobs[{index}]"
+    return f"job {_short(name)!r} (jobs[{index}])" if isinstance(name, str) and name else f"jobs[{index}]"
+
+
+def _short(name: str) -> str:
+    """A name as problems quote it (with repr, which escapes control characters): cut when too long."""
+    return name if len(name) <= MAX_NAME else name[:40] + "..."
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether tables and arrays nest deeper than `limit` levels, found without recursing."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _check_text(value: str, what: str, limit: int, where: str, problems: list[str]) -> None:
+    """A string that is shown in terminals: printable (no control, format or separator characters,
+    which could move the cursor or hide text) and at most `limit` characters."""
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:
+        problems.append(f"{where}: {what} holds the non-printable character {bad!r} at position {value.index(bad)}; use printable text")
+    elif len(value) > limit:
+        problems.append(f"{where}: {what} is {len(value)} characters long; at most {limit} are allowed")
 
 
 def _unknown_keys(table: dict[str, Any], valid: tuple[str, ...], where: str, problems: list[str]) -> None:
@@ -331,10 +370,11 @@ def _check_field(key: str, value: Any, where: str, problems: list[str]) -> bool:
     elif key == "max_attempts":
         if not _is_int(value) or not 1 <= value <= 100:
             problems.append(f"{where}: max_attempts must be an integer from 1 to 100, got {value!r}")
-    elif key in ("allowed_hosts", "denied_hosts"):
-        _str_list(value, key, where, problems)
-    elif key == "train_hosts":
-        if _str_list(value, key, where, problems) is not None and not value:
+    elif key in ("allowed_hosts", "denied_hosts", "train_hosts"):
+        hosts = _str_list(value, key, where, problems)
+        for i, host in enumerate(hosts or ()):
+            _check_text(host, f"{key}[{i}]", MAX_NAME, where, problems)
+        if key == "train_hosts" and hosts == ():
             problems.append(f"{where}: train_hosts must name at least one host")
     elif key == "split_recipe":
         _choice(value, SPLIT_RECIPES, "split_recipe", where, problems)
@@ -361,15 +401,20 @@ def _hosts(raw: Any, problems: list[str]) -> dict[str, HostSpec]:
         return {}
     hosts = {}
     for name, table in raw.items():
-        where = f"[hosts.{name}]"
+        printable = name.isprintable() and len(name) <= MAX_NAME
+        where = f"[hosts.{name}]" if printable else f"[hosts.{_short(name)!r}]"
         if not isinstance(table, dict):
             problems.append(f"{where} must be a table")
             continue
         before = len(problems)
+        if not printable:
+            _check_text(name, "the host name", MAX_NAME, where, problems)
         _unknown_keys(table, _HOST_KEYS, where, problems)
         description = table.get("description", "")
         if not isinstance(description, str):
             problems.append(f"{where}: description must be a string, got {description!r}")
+        else:
+            _check_text(description, "description", MAX_DESCRIPTION, where, problems)
         priority = table.get("priority", 0)
         if not _is_int(priority) or not -_BIG <= priority <= _BIG:
             problems.append(f"{where}: priority must be an integer, got {priority!r}")
@@ -393,6 +438,8 @@ def _job_from_table(table: dict[str, Any], defaults: dict[str, Any], where: str,
         problems.append(f"{where}: missing 'name'")
     elif not isinstance(name, str) or not name.strip():
         problems.append(f"{where}: name must be a non-empty string, got {name!r}")
+    else:
+        _check_text(name, "name", MAX_NAME, where, problems)
 
     model = table.get("model")
     if model is None:

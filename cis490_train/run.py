@@ -23,7 +23,7 @@ from .lifecycle import COMPLETED, TERMINAL
 from .manifest import Manifest
 from .registry import Registry
 from .routing import CPU, CUDA, QueueClass, ineligibility
-from .views import leaderboard_rows, results_table
+from .views import leaderboard_rows, plain, results_table
 from .watch import watch
 
 POLL_S = 0.5
@@ -85,9 +85,9 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
         enq = subprocess.run([sys.executable, "-m", "cis490_train.enqueue", str(path)], env=env, capture_output=True, text=True)
         if enq.returncode != 0:
             raise EmbeddedRunError(f"enqueue failed: {enq.stderr.strip() or enq.stdout.strip()}")
-        console.print(enq.stdout.strip())
+        console.print(plain(enq.stdout.strip(), keep="\n"), markup=False)
         for line in skipped.values():
-            console.print(f"not runnable on this machine: {line}", markup=False)
+            console.print(plain(f"not runnable on this machine: {line}"), markup=False)
 
         ids = [spec.job_id for spec in manifest.jobs]
         runnable = [i for i in ids if i not in skipped]
@@ -96,7 +96,7 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
         done = sum(1 for r in records if r.job_id in runnable and r.status == COMPLETED)
         for r in records:
             if r.job_id in runnable and r.status != COMPLETED:
-                console.print(f"{r.name}: {r.status} [{r.failure}] {r.error.splitlines()[0] if r.error else ''}", markup=False)
+                console.print(plain(f"{r.name}: {r.status} [{r.failure}] {r.error.splitlines()[0] if r.error else ''}"), markup=False)
         console.print(f"{done} of {len(runnable)} runnable job(s) completed; artifacts in {settings.store_root}")
         return 0 if done == len(runnable) else 1
     finally:

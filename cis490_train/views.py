@@ -1,18 +1,25 @@
-"""Tables and lines the CLI prints: pure functions from registry records to rich renderables."""
+"""Tables and lines the CLI prints: pure functions from registry records to rich renderables.
+
+Every string that comes from a manifest, the registry or a trainer reaches the terminal through
+`plain` (or `cell`, its rich form): a worker credential or a corrupted record can write any text
+there, and a terminal obeys the escape sequences it is sent.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from .lifecycle import LEASED, STATUSES
-from .registry import JobRecord, WorkerInfo
+
+if TYPE_CHECKING:
+    from .registry import JobRecord, WorkerInfo
 
 _STATUS_STYLE = {
     "pending": "yellow",
@@ -23,6 +30,22 @@ _STATUS_STYLE = {
     "cancelled": "dim",
 }
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+
+
+def plain(text: object, keep: str = "") -> str:
+    """`text` as literal, printable text: each control or other non-printable character (C0, DEL,
+    C1, bidi overrides, line separators; all but those in `keep`) is written as its escape, `\\x1b`
+    or `\\u202e`, so no job name, error or log line can clear the screen, retitle the window,
+    plant a link or hide text."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in s)
+
+
+def cell(text: object, style: str = "") -> Text:
+    """`plain(text)` as a rich Text: rich neither parses it as markup nor replaces `:emoji:` codes."""
+    return Text(plain(text), style=style)
 
 
 def counts_line(records: list[JobRecord]) -> str:
@@ -101,18 +124,18 @@ def progress_bar(fraction: float, width: int = BAR_WIDTH) -> Text:
     return bar
 
 
-def progress_cell(r: JobRecord) -> Text | str:
+def progress_cell(r: JobRecord) -> Text:
     """A bar and the progress in words for a job that trains; the first error line for a failed one."""
     fraction = progress_fraction(r.progress) if r.status in LEASED and r.progress else None
     if fraction is None:
         return _plain_progress(r)
-    cell = progress_bar(fraction)
-    cell.append(f" {fraction:.0%} {progress_summary(r.progress, eta=False)}")
-    return cell
+    bar = progress_bar(fraction)
+    bar.append(plain(f" {fraction:.0%} {progress_summary(r.progress, eta=False)}"))
+    return bar
 
 
-def _plain_progress(r: JobRecord) -> str:
-    return progress_text(r) or (r.error.splitlines()[0][:60] if r.status == "failed" and r.error else "")
+def _plain_progress(r: JobRecord) -> Text:
+    return cell(progress_text(r) or (r.error.splitlines()[0][:60] if r.status == "failed" and r.error else ""))
 
 
 def _duration(seconds: float | None) -> str:
@@ -163,14 +186,14 @@ def jobs_table(
         beat = f"{now - r.heartbeat_at:.0f}s ago" if r.heartbeat_at and r.status in LEASED else ""
         progress: tuple[RenderableType, ...] = (progress_cell(r), _duration(eta_seconds(r, now))) if bars else (_plain_progress(r),)
         table.add_row(
-            r.name,
-            r.job_id,
-            r.spec.model,
-            r.spec.mode,
-            r.spec.split_recipe,
-            Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
+            cell(r.name),
+            cell(r.job_id),
+            cell(r.spec.model),
+            cell(r.spec.mode),
+            cell(r.spec.split_recipe),
+            cell(r.status, style=_STATUS_STYLE.get(r.status, "")),
             f"{r.starts}/{r.max_attempts}",
-            r.host,
+            cell(r.host),
             *progress,
             beat,
         )
@@ -192,7 +215,7 @@ def status_changes(records: list[JobRecord], seen: dict[str, str]) -> list[str]:
     for r in records:
         if seen.get(r.job_id) != r.status:
             host = f" on {r.host}" if r.host else ""
-            lines.append(f"{r.name}: {r.status}{host}")
+            lines.append(plain(f"{r.name}: {r.status}{host}"))
             seen[r.job_id] = r.status
     return lines
 
@@ -234,16 +257,16 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         m, b = row["metrics"], row["baseline"]
         table.add_row(
-            row["model"],
-            row["mode"],
-            row["split"],
+            cell(row["model"]),
+            cell(row["mode"]),
+            cell(row["split"]),
             metric_cell(m.get("accuracy")),
             metric_cell(m.get("macro_f1")),
             metric_cell(m.get("balanced_accuracy")),
             f"{b['accuracy']['value']:.3f}" if b.get("accuracy") else "",
-            row["host"],
+            cell(row["host"]),
             _duration(row["duration_s"]),
-            row["artifact_id"][:12],
+            cell(row["artifact_id"][:12]),
         )
     return table
 
@@ -257,14 +280,14 @@ def workers_table(workers: list[WorkerInfo], now: float | None = None) -> Table:
         cap = w.capability
         gpus = ", ".join(f"{g['name']} {g['vram_total_gib']:g} GiB" for g in cap.get("cuda_devices", [])) or "-"
         table.add_row(
-            w.name,
-            w.host_id,
-            ",".join(w.tiers),
-            str(cap.get("cpu_cores", "")),
+            cell(w.name),
+            cell(w.host_id),
+            cell(",".join(w.tiers)),
+            cell(cap.get("cpu_cores", "")),
             f"{cap.get('ram_total_gib', 0):g}",
-            gpus,
-            ", ".join(a.split(":")[0] for a in w.active) or "-",
-            ", ".join(q for q in w.queues if "." in q) or "-",
+            cell(gpus),
+            cell(", ".join(a.split(":")[0] for a in w.active) or "-"),
+            cell(", ".join(q for q in w.queues if "." in q) or "-"),
             f"{now - w.seen_at:.0f}s ago",
         )
     return table
@@ -283,4 +306,4 @@ def attempt_line(a: dict[str, Any]) -> str:
         ran = f", {_duration(a['finished_at'] - a['claimed_at'])}"
     error = (a.get("error") or "").splitlines()
     why = f": {error[0]}" if error and outcome != "completed" else ""
-    return f"attempt {a['attempt']:<3} {a.get('host', '')} ({a.get('worker', '')}) claimed {_clock(a.get('claimed_at'))}{ran}: {outcome}{failure}{why}"
+    return plain(f"attempt {a['attempt']:<3} {a.get('host', '')} ({a.get('worker', '')}) claimed {_clock(a.get('claimed_at'))}{ran}: {outcome}{failure}{why}")

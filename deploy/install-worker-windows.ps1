@@ -11,9 +11,14 @@ script is safe: it updates the venv and the tasks and keeps worker.env (it never
 Stopping a task ends the worker without a signal: its running job is requeued by the fleet's
 reaper once its heartbeat goes stale (about 15 s).
 
+The broker URL's password and the store token never go on the command line, where every user can
+read them: each comes from a file holding it on one line (-BrokerUrlFile, -TokenFile) or from the
+caller's $env:CIS490_BROKER_URL / $env:CIS490_WORKER_TOKEN. -Token, and a -BrokerUrl with a
+password, are refused.
+
 .EXAMPLE
-.\deploy\install-worker-windows.ps1 -BrokerUrl redis://worker:PASSWORD@coordinator:6379/0 `
-    -StoreUrl http://coordinator:8490 -Token TOKEN -DataDir D:\cis490\data
+.\deploy\install-worker-windows.ps1 -BrokerUrlFile C:\secrets\broker-url.txt `
+    -StoreUrl http://coordinator:8490 -TokenFile C:\secrets\token.txt -DataDir D:\cis490\data
 
 .EXAMPLE
 .\deploy\install-worker-windows.ps1 -DryRun      # print every command and file, change nothing
@@ -21,7 +26,10 @@ reaper once its heartbeat goes stale (about 15 s).
 [CmdletBinding()]
 param(
     [string]$BrokerUrl = "",
+    [string]$BrokerUrlFile = "",
     [string]$StoreUrl = "",
+    [string]$TokenFile = "",
+    # Refused with a hint: a token on the command line is visible to every user.
     [string]$Token = "",
     [string]$DataDir = "$env:ProgramData\cis490\data",
     [string]$Queues = "",
@@ -79,6 +87,41 @@ function Write-Setting([string]$Path, [string]$Content, [string]$Shown = $Conten
     Write-Host "wrote $Path"
 }
 
+# The one line of a secret's file (blank lines and surrounding spaces ignored).
+function Read-ValueFile([string]$Option, [string]$Path) {
+    if (-not (Test-Path -LiteralPath $Path -PathType Leaf)) { Fail "$Option ${Path}: not a readable file" }
+    $lines = @(Get-Content -LiteralPath $Path | ForEach-Object { $_.Trim() } | Where-Object { $_ })
+    if ($lines.Count -eq 0) { Fail "$Option ${Path}: the file is empty; put the value on one line" }
+    if ($lines.Count -gt 1) { Fail "$Option ${Path}: the file holds more than one line; put the value alone on one line" }
+    return $lines[0]
+}
+
+# $BrokerUrl and $Token from their files, else from the caller's environment; $BrokerFrom and
+# $TokenFrom name where each came from, for messages that must not show the value.
+function Read-Secrets {
+    if ($Token) { Fail "-Token puts the token on the command line, which every user can read: put it on one line of a file and give -TokenFile FILE, or set `$env:CIS490_WORKER_TOKEN" }
+    if ($BrokerUrl -match '^[A-Za-z0-9+.-]+://[^/@]*:[^/@]*@' -or $BrokerUrl -match '[?&]password=') {
+        Fail "-BrokerUrl carries a password, which every user can read: put the URL on one line of a file and give -BrokerUrlFile FILE, or set `$env:CIS490_BROKER_URL"
+    }
+    $script:BrokerFrom = if ($BrokerUrl) { "-BrokerUrl" } else { "" }
+    $script:TokenFrom = ""
+    if ($BrokerUrlFile) {
+        if ($BrokerUrl) { Fail "give -BrokerUrl or -BrokerUrlFile, not both" }
+        $script:BrokerUrl = Read-ValueFile "-BrokerUrlFile" $BrokerUrlFile
+        $script:BrokerFrom = "-BrokerUrlFile $BrokerUrlFile"
+    } elseif (-not $BrokerUrl -and $env:CIS490_BROKER_URL) {
+        $script:BrokerUrl = $env:CIS490_BROKER_URL
+        $script:BrokerFrom = "CIS490_BROKER_URL"
+    }
+    if ($TokenFile) {
+        $script:Token = Read-ValueFile "-TokenFile" $TokenFile
+        $script:TokenFrom = "-TokenFile $TokenFile"
+    } elseif ($env:CIS490_WORKER_TOKEN) {
+        $script:Token = $env:CIS490_WORKER_TOKEN
+        $script:TokenFrom = "CIS490_WORKER_TOKEN"
+    }
+}
+
 function Assert-Input {
     # $IsWindows exists only in PowerShell 7; Windows PowerShell 5.1 runs on Windows alone.
     if ($PSVersionTable.PSEdition -eq "Core" -and -not $IsWindows -and -not $DryRun) {
@@ -89,10 +132,14 @@ function Assert-Input {
             [Security.Principal.WindowsBuiltInRole]::Administrator)
         if (-not $admin) { Fail "run it from an elevated PowerShell (Run as administrator), or see what it would do with -DryRun" }
     }
-    if ($BrokerUrl -and $BrokerUrl -notmatch '^(redis|rediss)://') { Fail "-BrokerUrl ${BrokerUrl}: only redis:// or rediss:// URLs are supported" }
+    if ($BrokerUrl -and $BrokerUrl -notmatch '^(redis|rediss)://') {
+        # Only a -BrokerUrl value is shown: the others may hold a password.
+        $shown = if ($BrokerFrom -eq "-BrokerUrl") { "-BrokerUrl $BrokerUrl" } else { $BrokerFrom }
+        Fail "${shown}: only redis:// or rediss:// URLs are supported"
+    }
     if ($StoreUrl -and $StoreUrl -notmatch '^https?://\S+$') { Fail "-StoreUrl ${StoreUrl}: give an http:// or https:// URL" }
     foreach ($value in @($BrokerUrl, $StoreUrl, $Token)) {
-        if ($value -match '[\s"''`]') { Fail "-BrokerUrl, -StoreUrl and -Token may not hold spaces or quotes" }
+        if ($value -match '[\s"''`]') { Fail "the broker URL, the store URL and the token may not hold spaces or quotes" }
     }
     if ($Queues) {
         foreach ($tier in $Queues.Split(",")) {
@@ -186,15 +233,17 @@ function Write-WorkerEnv {
     Step "Settings $EnvFile"
     if (Test-Path $EnvFile) {
         Write-Host "kept $EnvFile as it is (edit it by hand to change the settings)"
-        if ($BrokerUrl -or $StoreUrl -or $Token) { Write-Warning "-BrokerUrl, -StoreUrl and -Token were not applied: $EnvFile already exists" }
+        foreach ($from in @($BrokerFrom, $(if ($StoreUrl) { "-StoreUrl" } else { "" }), $TokenFrom)) {
+            if ($from) { Write-Warning "$from was not applied: $EnvFile already exists" }
+        }
         return
     }
     $missing = @()
-    if (-not $BrokerUrl) { $missing += "-BrokerUrl" }
-    if (-not $StoreUrl) { $missing += "-StoreUrl" }
-    if (-not $Token) { $missing += "-Token" }
+    if (-not $BrokerUrl) { $missing += "-BrokerUrlFile FILE or CIS490_BROKER_URL" }
+    if (-not $StoreUrl) { $missing += "-StoreUrl URL" }
+    if (-not $Token) { $missing += "-TokenFile FILE or CIS490_WORKER_TOKEN" }
     if ($missing.Count) {
-        Fail "$EnvFile does not exist yet: give $($missing -join ' ') (the worker URL from 'cis490-train acl', the store's address and its CIS490_WORKER_TOKEN)"
+        Fail "$EnvFile does not exist yet: give $($missing -join '; ') (the worker URL from 'cis490-train acl', the store's address and its token)"
     }
     $content = @(
         "# cis490-train worker settings for every cis490 worker task on this host (see README, Configuration).",
@@ -284,6 +333,7 @@ function Register-Workers([string[]]$Instances, [string]$WorkerQueues) {
     }
 }
 
+Read-Secrets
 Assert-Input
 $gpus = Get-Gpus
 $torch = Select-Torch $gpus

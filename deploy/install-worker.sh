@@ -5,10 +5,12 @@
 #   (written once, never overwritten) and one systemd worker per GPU (cis490-worker@0, @1, ...)
 #   or one `cis490-worker@cpu`.
 # Re-running it is safe: it updates the venv and the units, keeps the env file, and disables the
-# workers of GPUs that are gone.
+# workers of GPUs that are gone. The two secrets never go on the command line (where ps shows them
+# to every user): they come from files of one line, or from the caller's environment.
 #
-#   sudo deploy/install-worker.sh --broker-url redis://worker:PASSWORD@coordinator:6379/0 \
-#       --store-url http://coordinator:8490 --token TOKEN --data-dir /srv/cis490/data
+#   sudo deploy/install-worker.sh --broker-url-file /root/cis490/broker-url \
+#       --store-url http://coordinator:8490 --token-file /root/cis490/token --data-dir /srv/cis490/data
+#   sudo --preserve-env=CIS490_BROKER_URL,CIS490_WORKER_TOKEN deploy/install-worker.sh --store-url ...
 #   deploy/install-worker.sh --dry-run ...            # print every command and file, change nothing
 #   deploy/install-worker.sh --prefix /tmp/x ...      # write the files under /tmp/x, run nothing
 set -euo pipefail
@@ -27,8 +29,9 @@ TIER_PATTERN='^(cpu|cuda|cuda-[1-9][0-9]{0,4}g)$'
 
 # Options (see usage).
 BROKER_URL=""
+BROKER_URL_FILE=""
 STORE_URL=""
-TOKEN=""
+TOKEN_FILE=""
 DATA_DIR=/var/lib/cis490/data
 QUEUES=""
 SOURCE=$(dirname "$SCRIPT_DIR")
@@ -43,11 +46,16 @@ usage() {
     cat <<EOF
 usage: install-worker.sh [options]
 
-  --broker-url URL   CIS490_BROKER_URL with the worker credential (redis://worker:PASSWORD@HOST:6379/0)
+  --broker-url-file FILE
+                     a file holding CIS490_BROKER_URL with the worker credential on one line
+                     (redis://worker:PASSWORD@HOST:6379/0); or export CIS490_BROKER_URL
+  --broker-url URL   the same for a URL without a password (one with a password is refused:
+                     ps would show it to every user)
   --store-url URL    CIS490_STORE_URL, the artifact store (http://HOST:8490)
-  --token TOKEN      CIS490_WORKER_TOKEN, the store's upload token
-                     (these three are required while /etc/cis490/worker.env does not exist yet;
-                     an existing file is never changed)
+  --token-file FILE  a file holding CIS490_WORKER_TOKEN, the store's upload token, on one line;
+                     or export CIS490_WORKER_TOKEN (sudo --preserve-env=CIS490_WORKER_TOKEN)
+                     (the broker URL, the store URL and the token are required while
+                     /etc/cis490/worker.env does not exist yet; an existing file is never changed)
   --data-dir DIR     CIS490_DATA_DIR, the dataset the trainer reads (default $DATA_DIR)
   --queues TIERS     tiers for every worker on this host, e.g. cuda-8g or cpu
                      (default: cuda,cpu on a GPU host, cpu otherwise)
@@ -98,12 +106,24 @@ need_value() {
     [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"
 }
 
+# A URL whose user part holds a password (user:PASSWORD@, :PASSWORD@) or that passes one as a query.
+has_password() {
+    [[ $1 =~ ^[A-Za-z0-9+.-]+://[^/@]*:[^/@]*@ || $1 == *[?\&]password=* ]]
+}
+
 parse_args() {
     while (($#)); do
         case $1 in
-            --broker-url) need_value "$@"; BROKER_URL=$2; shift 2 ;;
+            --broker-url)
+                need_value "$@"
+                ! has_password "$2" || die "--broker-url carries a password, which ps shows to every user: put the URL on one line of a file and give --broker-url-file FILE, or export CIS490_BROKER_URL"
+                BROKER_URL=$2
+                shift 2
+                ;;
+            --broker-url-file) need_value "$@"; BROKER_URL_FILE=$2; shift 2 ;;
             --store-url) need_value "$@"; STORE_URL=$2; shift 2 ;;
-            --token) need_value "$@"; TOKEN=$2; shift 2 ;;
+            --token | --token=*) die "--token puts the token on the command line, which ps shows to every user: put it on one line of a file and give --token-file FILE, or export CIS490_WORKER_TOKEN" ;;
+            --token-file) need_value "$@"; TOKEN_FILE=$2; shift 2 ;;
             --data-dir) need_value "$@"; DATA_DIR=$2; shift 2 ;;
             --queues) need_value "$@"; QUEUES=$2; shift 2 ;;
             --source) need_value "$@"; SOURCE=$2; shift 2 ;;
@@ -114,9 +134,51 @@ parse_args() {
             --prefix) need_value "$@"; PREFIX=$2; DRY_RUN=1; shift 2 ;;
             --dry-run) DRY_RUN=1; shift ;;
             -h | --help) usage; exit 0 ;;
-            *) die "unknown option '$1'; valid: --broker-url --store-url --token --data-dir --queues --source --user --venv --python --torch-index --dry-run --prefix" ;;
+            *) die "unknown option '${1%%=*}'; valid: --broker-url-file --broker-url --store-url --token-file --data-dir --queues --source --user --venv --python --torch-index --dry-run --prefix" ;;
         esac
     done
+}
+
+# VALUE: the one line of a secret's file (blank lines and surrounding spaces ignored).
+read_value_file() {
+    local option=$1 path=$2 line
+    VALUE=""
+    [[ -f $path && -r $path ]] || die "$option $path: not a readable file"
+    while IFS= read -r line || [[ -n $line ]]; do
+        line=${line#"${line%%[![:space:]]*}"}
+        line=${line%"${line##*[![:space:]]}"}
+        [[ -n $line ]] || continue
+        [[ -z $VALUE ]] || die "$option $path: the file holds more than one line; put the value alone on one line"
+        VALUE=$line
+    done <"$path"
+    [[ -n $VALUE ]] || die "$option $path: the file is empty; put the value on one line"
+}
+
+# BROKER_URL and TOKEN from their files, else from the caller's CIS490_BROKER_URL / CIS490_WORKER_TOKEN;
+# BROKER_FROM and TOKEN_FROM name where each came from, for messages that must not show the value.
+read_secrets() {
+    BROKER_FROM=${BROKER_URL:+--broker-url}
+    TOKEN=""
+    TOKEN_FROM=""
+    if [[ -n $BROKER_URL_FILE ]]; then
+        [[ -z $BROKER_URL ]] || die "give --broker-url or --broker-url-file, not both"
+        read_value_file --broker-url-file "$BROKER_URL_FILE"
+        BROKER_URL=$VALUE
+        BROKER_FROM="--broker-url-file $BROKER_URL_FILE"
+    elif [[ -z $BROKER_URL && -n ${CIS490_BROKER_URL+set} ]]; then
+        [[ -n $CIS490_BROKER_URL ]] || die "CIS490_BROKER_URL is set but empty: give it the worker URL, or unset it"
+        BROKER_URL=$CIS490_BROKER_URL
+        BROKER_FROM=CIS490_BROKER_URL
+    fi
+    if [[ -n $TOKEN_FILE ]]; then
+        read_value_file --token-file "$TOKEN_FILE"
+        TOKEN=$VALUE
+        TOKEN_FROM="--token-file $TOKEN_FILE"
+    elif [[ -n ${CIS490_WORKER_TOKEN+set} ]]; then
+        [[ -n $CIS490_WORKER_TOKEN ]] || die "CIS490_WORKER_TOKEN is set but empty: give it the store's token, or unset it"
+        TOKEN=$CIS490_WORKER_TOKEN
+        TOKEN_FROM=CIS490_WORKER_TOKEN
+    fi
 }
 
 check_path() {
@@ -140,14 +202,17 @@ validate_args() {
     [[ $DATA_DIR == /* ]] || die "--data-dir $DATA_DIR: give an absolute path"
     [[ $SERVICE_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "--user $SERVICE_USER: not a valid user name (lower case letters, digits, _ and -)"
     if [[ -n $BROKER_URL && ! $BROKER_URL =~ ^(redis|rediss|unix):// ]]; then
-        die "--broker-url $BROKER_URL: only redis://, rediss:// or unix:// URLs are supported"
+        # Only a --broker-url value is shown: the others may hold a password.
+        local shown=$BROKER_FROM
+        [[ $BROKER_FROM != --broker-url ]] || shown+=" $BROKER_URL"
+        die "$shown: only redis://, rediss:// or unix:// URLs are supported"
     fi
     if [[ -n $STORE_URL && ! $STORE_URL =~ ^https?://[^[:space:]]+$ ]]; then
         die "--store-url $STORE_URL: give an http:// or https:// URL"
     fi
     local value
     for value in "$BROKER_URL" "$STORE_URL" "$TOKEN"; do
-        [[ $value =~ ^[^[:space:]\"\'\\]*$ ]] || die "--broker-url, --store-url and --token may not hold spaces, quotes or backslashes"
+        [[ $value =~ ^[^[:space:]\"\'\\]*$ ]] || die "the broker URL, the store URL and the token may not hold spaces, quotes or backslashes"
     done
     if [[ -n $QUEUES ]]; then
         local tier tiers
@@ -333,17 +398,21 @@ write_env_file() {
     step "Settings $ENV_FILE"
     if [[ -e $ENV_FILE ]]; then
         echo "kept $ENV_FILE as it is (edit it by hand to change the settings)"
-        local flag
-        for flag in ${BROKER_URL:+--broker-url} ${STORE_URL:+--store-url} ${TOKEN:+--token}; do
-            warn "$flag was not applied: $ENV_FILE already exists"
+        local from
+        for from in "$BROKER_FROM" "${STORE_URL:+--store-url}" "$TOKEN_FROM"; do
+            [[ -z $from ]] || warn "$from was not applied: $ENV_FILE already exists"
         done
         return
     fi
     local missing=()
-    [[ -n $BROKER_URL ]] || missing+=(--broker-url)
-    [[ -n $STORE_URL ]] || missing+=(--store-url)
-    [[ -n $TOKEN ]] || missing+=(--token)
-    ((${#missing[@]} == 0)) || die "$ENV_FILE does not exist yet: give ${missing[*]} (the worker URL from 'cis490-train acl', the store's address and its CIS490_WORKER_TOKEN)"
+    [[ -n $BROKER_URL ]] || missing+=("--broker-url-file FILE or CIS490_BROKER_URL")
+    [[ -n $STORE_URL ]] || missing+=("--store-url URL")
+    [[ -n $TOKEN ]] || missing+=("--token-file FILE or CIS490_WORKER_TOKEN")
+    if ((${#missing[@]})); then
+        local list
+        list=$(printf '; %s' "${missing[@]}")
+        die "$ENV_FILE does not exist yet: give ${list:2} (the worker URL from 'cis490-train acl', the store's address and its token)"
+    fi
     local content
     content="# cis490-train worker settings for every cis490-worker@ instance on this host (see README, Configuration).
 # Written once by install-worker.sh, which never overwrites it; restart the workers after an edit.
@@ -409,6 +478,7 @@ Environment=WORKER_QUEUES=$WORKER_QUEUES"
 
 main() {
     parse_args "$@"
+    read_secrets
     validate_args
     check_host
     detect_gpus

@@ -55,9 +55,20 @@ def _path_without_nvidia_smi() -> str:
     return os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "nvidia-smi").exists())
 
 
-def install(tmp_path: Path, *args: str, gpus=None, cuda: str = "12.8", venv: Path | None = VENV, secrets: bool = True):
-    """Run the installer under `tmp_path/root`; a stand-in nvidia-smi when `gpus` is given."""
+def secret_file(tmp_path: Path, name: str, value: str) -> str:
+    """A file holding one secret on one line, as an operator hands it to the installer."""
+    path = tmp_path / "secrets" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def install(tmp_path: Path, *args: str, gpus=None, cuda: str = "12.8", venv: Path | None = VENV, secrets: bool = True, env_extra: dict | None = None):
+    """Run the installer under `tmp_path/root`; a stand-in nvidia-smi when `gpus` is given; the
+    broker URL and the token from files unless `secrets` is false."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIS490_") and k != "CUDA_VISIBLE_DEVICES"}
+    env.update(env_extra or {})
     env["PATH"] = _path_without_nvidia_smi()
     if gpus is not None:
         fake_nvidia_smi(tmp_path / "bin", gpus, cuda)
@@ -66,7 +77,7 @@ def install(tmp_path: Path, *args: str, gpus=None, cuda: str = "12.8", venv: Pat
     if venv is not None:
         cmd += ["--venv", str(venv)]
     if secrets:
-        cmd += ["--broker-url", BROKER, "--store-url", STORE, "--token", TOKEN]
+        cmd += ["--broker-url-file", secret_file(tmp_path, "broker-url", BROKER), "--store-url", STORE, "--token-file", secret_file(tmp_path, "token", TOKEN)]
     return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -207,10 +218,11 @@ def test_rerunning_keeps_the_env_file_and_retires_workers_of_gone_gpus(tmp_path)
     assert "wrote " not in same.stdout and "try-restart" not in same.stdout
     assert "systemctl enable --now cis490-worker@0.service cis490-worker@1.service" in commands(same)
 
-    moved = install(tmp_path, "--token", "another-token", secrets=False)
+    another = secret_file(tmp_path, "another-token", "another-token")
+    moved = install(tmp_path, "--token-file", another, secrets=False)
     assert moved.returncode == 0, moved.stderr
     assert env_file.read_text() == edited
-    assert "warning: --token was not applied" in moved.stderr
+    assert f"warning: --token-file {another} was not applied" in moved.stderr
     assert instances(tmp_path) == {"cpu": "cpu"}
     assert not (unit_dir(tmp_path) / "cis490-worker@0.service.d").exists()
     ran = commands(moved)
@@ -222,8 +234,10 @@ def test_rerunning_keeps_the_env_file_and_retires_workers_of_gone_gpus(tmp_path)
 def test_a_plain_dry_run_writes_nothing_and_hides_the_secrets(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIS490_")}
     env["PATH"] = _path_without_nvidia_smi()
+    secrets = tmp_path / "secrets"
+    files = ["--broker-url-file", secret_file(tmp_path, "broker-url", BROKER), "--token-file", secret_file(tmp_path, "token", TOKEN)]
     result = subprocess.run(
-        ["bash", str(INSTALLER), "--dry-run", "--venv", str(tmp_path / "venv"), "--broker-url", BROKER, "--store-url", STORE, "--token", TOKEN],
+        ["bash", str(INSTALLER), "--dry-run", "--venv", str(tmp_path / "venv"), "--store-url", STORE, *files],
         env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -231,7 +245,7 @@ def test_a_plain_dry_run_writes_nothing_and_hides_the_secrets(tmp_path):
     assert "CIS490_BROKER_URL=redis://worker:********@coordinator:6379/0" in result.stdout
     assert "CIS490_WORKER_TOKEN=********" in result.stdout
     assert TOKEN not in result.stdout and "s3cret" not in result.stdout
-    assert not (tmp_path / "venv").exists() and list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "venv").exists() and list(tmp_path.iterdir()) == [secrets]
 
 
 @pytest.mark.parametrize(
@@ -263,17 +277,17 @@ def test_source_and_torch_index_become_pip_requirements(tmp_path, args, gpus, ex
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, gpus, message):
-    result = install(tmp_path, *args, gpus=gpus)
+    result = install(tmp_path, *args, gpus=gpus, secrets="--broker-url" not in args)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(message)
 
 
 def test_a_new_host_needs_the_fleet_secrets(tmp_path):
-    result = install(tmp_path, "--broker-url", BROKER, secrets=False)
+    result = install(tmp_path, "--broker-url-file", secret_file(tmp_path, "broker-url", BROKER), secrets=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
-        f"error: {tmp_path}/root/etc/cis490/worker.env does not exist yet: give --store-url --token"
+        f"error: {tmp_path}/root/etc/cis490/worker.env does not exist yet: give --store-url URL; --token-file FILE or CIS490_WORKER_TOKEN"
     )
     assert not (tmp_path / "root" / "etc" / "cis490" / "worker.env").exists()
 
@@ -283,7 +297,8 @@ def test_a_new_host_needs_the_fleet_secrets(tmp_path):
 
 @pytest.mark.integration
 def test_the_worker_unit_starts_a_worker_on_its_gpu_and_stops_on_sigterm(tmp_path, redis_url, registry, dataset, home):
-    result = install(tmp_path, "--broker-url", redis_url, "--store-url", STORE, "--token", TOKEN, "--data-dir", str(dataset), gpus=TWO_GPUS, secrets=False)
+    token = secret_file(tmp_path, "token", TOKEN)
+    result = install(tmp_path, "--broker-url", redis_url, "--store-url", STORE, "--token-file", token, "--data-dir", str(dataset), gpus=TWO_GPUS, secrets=False)
     assert result.returncode == 0, result.stderr
     units = unit_dir(tmp_path)
     service = service_command(units / "cis490-worker@.service", "1", units / "cis490-worker@1.service.d")
@@ -346,14 +361,15 @@ def test_the_flower_unit_needs_basic_auth_and_listens_on_loopback(tmp_path, redi
     unit = render("cis490-flower.service", etc, tmp_path / "units")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CIS490_", "FLOWER_"))}
 
-    (guard,) = service_command(unit).pre
-    refused = subprocess.run(guard, env={**base, **service_command(unit).env}, capture_output=True, text=True)
-    assert refused.returncode == 1 and "FLOWER_BASIC_AUTH is not set" in refused.stderr
+    unsafe = service_command(unit)
+    assert unsafe.argv == [f"{VENV}/bin/cis490-train", "flower"] and unsafe.pre == []
+    refused = subprocess.run(unsafe.argv, env={**base, **unsafe.env}, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: FLOWER_BASIC_AUTH is not set")
+    assert re.search(r"^RestartPreventExitStatus=2$", unit.read_text(), re.M)
 
     (etc / "flower.env").write_text(f"FLOWER_PORT={port}\nFLOWER_BASIC_AUTH=admin:flower-pw\n")
     service = service_command(unit)
     env = {**base, **service.env}
-    assert subprocess.run(guard, env=env).returncode == 0
     proc = subprocess.Popen(service.argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -1,7 +1,7 @@
 """Flower shows each job's task live (PROGRESS with epoch and loss) and its final state.
 
-A real worker, a real `celery -A cis490_train flower` behind basic auth, and the
-pages as headless chromium renders them.
+A real worker, a real Flower started as the README says (`cis490-train flower`, on loopback
+behind basic auth), and the pages as headless chromium renders them.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def flower(fleet_env, tmp_path):
     log = tmp_path / "flower.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "cis490_train", "flower", f"--port={port}", "--address=127.0.0.1"],
+            [sys.executable, "-m", "cis490_train", "flower", "--port", str(port)],
             env=env,
             cwd=tmp_path,
             stdout=out,
