@@ -78,7 +78,7 @@ def dispatch_latency(url: str, workdir: Path, n: int, warmup: int) -> list[float
     The jobs name a train host the data lacks, so each trainer exits at once and the worker is idle
     again quickly; the trainer's start is not part of the figure.
     """
-    from cis490_train.embedded import WorkerProcess, child_env
+    from cis490_train.embedded import CoordinatorProcess, WorkerProcess, child_env
     from cis490_train.enqueue import apply_manifest
     from cis490_train.manifest import Manifest
     from cis490_train.registry import Registry
@@ -87,6 +87,7 @@ def dispatch_latency(url: str, workdir: Path, n: int, warmup: int) -> list[float
     data = synthesize(workdir / "data", small=True)
     registry = Registry(url)
     env = child_env(CIS490_BROKER_URL=url, CIS490_RESULT_BACKEND=url, CIS490_DATA_DIR=str(data), CIS490_WORK_DIR=str(workdir / "work"))
+    coordinator = CoordinatorProcess(env, workdir / "dispatch-coordinator.log").start()
     worker = WorkerProcess("dispatch@bench", "cpu", env, workdir / "dispatch-worker.log").start(registry)
     try:
         latencies = []
@@ -106,6 +107,7 @@ def dispatch_latency(url: str, workdir: Path, n: int, warmup: int) -> list[float
         return latencies
     finally:
         worker.stop()
+        coordinator.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

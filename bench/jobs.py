@@ -58,7 +58,7 @@ class Fleet:
     """A private redis-server, the store, a dataset and the workers one figure needs."""
 
     def __init__(self, workdir: Path):
-        from cis490_train.embedded import RedisServer, StoreServer, new_token
+        from cis490_train.embedded import CoordinatorProcess, RedisServer, StoreServer, new_token
         from cis490_train.registry import Registry
         from cis490_train.trainer.data import synthesize
 
@@ -81,6 +81,7 @@ class Fleet:
         )
         self.store = StoreServer(workdir / "store", self.env, log=workdir / "store.log").start()
         self.env["CIS490_STORE_URL"] = self.store.url
+        self.coordinator = CoordinatorProcess(self.env, workdir / "coordinator.log").start()
         self.registry = Registry(self.redis.url)
         self.workers: list = []
         self._count = itertools.count(1)
@@ -115,6 +116,7 @@ class Fleet:
     def close(self) -> None:
         for w in self.workers:
             w.stop()
+        self.coordinator.stop()
         self.store.stop()
         self.redis.stop()
 

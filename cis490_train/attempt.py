@@ -173,7 +173,12 @@ class AttemptRunner:
         reader = _OutputReader(proc, workdir / "train.log", wake, sink)
         reader.start()
 
-        if not self.leases.start(job.job_id, lease).ok:
+        try:
+            started = self.leases.start(job.job_id, lease).ok
+        except BaseException:
+            _stop(proc, reader)  # no trainer outlives an attempt that cannot be recorded
+            raise
+        if not started:
             _stop(proc, reader)
             return Outcome(job.job_id, lease.attempt, "lease_lost", "job changed before the trainer started")
 

@@ -25,7 +25,16 @@ class FunctionScript:
         self.function = functions.script_function(script)
 
     def __call__(self, keys: list[Any] | None = None, args: list[Any] | None = None, client: Any = None) -> Any:
-        return functions.call(client or self.registered_client, self.function, list(keys or ()), list(args or ()))
+        client = client or self.registered_client
+        try:
+            return functions.call(client, self.function, list(keys or ()), list(args or ()))
+        except redis.ResponseError as exc:
+            # Redis lost the library (a restart without persistence, FUNCTION FLUSH): a user allowed
+            # to load it does; a worker's error says what to start.
+            if not functions.missing(exc) or isinstance(client, redis.client.Pipeline):
+                raise
+            functions.load(self.registered_client)
+            return functions.call(client, self.function, list(keys or ()), list(args or ()))
 
 
 class FunctionLock(Lock):

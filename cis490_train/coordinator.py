@@ -35,7 +35,7 @@ from .ids import task_id
 from .lifecycle import Transition
 from .manifest import JobSpec
 from .protocol import Op, Reply, Request, REQUESTS, reply_key, waiting_key
-from .registry import LOOP_ERRORS, UPLOAD_BYTES, UPLOADS, JobRecord, Registry
+from .registry import LOOP_ERRORS, RESENT, UPLOAD_BYTES, UPLOADS, JobRecord, Registry
 
 log = logging.getLogger("cis490.coordinator")
 
@@ -227,7 +227,7 @@ class Coordinator:
             if job is not None and job.status == lifecycle.PENDING and not job.sent:
                 log.warning("reaper: sending %s attempt %s, whose message never reached the broker", job.name, job.attempt)
                 self.dispatch(self.registry, job)
-                self.registry.count("resent")
+                self.registry.count(RESENT)
             else:
                 self.registry.forget_unsent(job_id)
 

@@ -28,6 +28,8 @@ from .errors import Cis490Error, PermissionDenied
 
 LIBRARY = "cis490_1"
 
+# Answers the library's name: whether it is loaded, for users who may not list functions.
+PING = f"{LIBRARY}_ping"
 # Hold or take a lock (the reaper's): it lapses if its holder dies. A lock without an expiry was
 # not set by this code and is taken over.
 LEAD = f"{LIBRARY}_lead"
@@ -71,6 +73,12 @@ _WRAPPED = "".join(
 )
 
 SOURCE = f"""#!lua name={LIBRARY}
+
+redis.register_function{{
+  function_name = '{PING}',
+  flags = {{'no-writes'}},
+  callback = function(keys, args) return '{LIBRARY}' end
+}}
 
 redis.register_function('{LEAD}', function(keys, args)
   local holder = redis.call('GET', keys[1])
@@ -146,6 +154,16 @@ def load(client: redis.Redis) -> None:
         client.function_load(SOURCE, replace=True)
     except redis.exceptions.NoPermissionError as exc:
         raise PermissionDenied(f"NOPERM: this Redis user may not load the fleet's functions; start the coordinator or enqueue once with the operator user ({exc})") from None
+
+
+def loaded(client: redis.Redis) -> bool:
+    try:
+        client.fcall_ro(PING, 0)
+    except redis.ResponseError as exc:
+        if missing(exc):
+            return False
+        raise
+    return True
 
 
 def missing(exc: Exception) -> bool:

@@ -381,6 +381,23 @@ class Registry:
                 functions.load(self.r)
             self._loaded = True
 
+    def wait_for_functions(self, stopping: Any, every_s: float = 2.0) -> None:
+        """Until the fleet's functions are in Redis: load them if this user may, else wait for the
+        coordinator (a worker started before it)."""
+        said = False
+        while not stopping.is_set():
+            with self._guard():
+                if functions.loaded(self.r):
+                    return
+            try:
+                self.load_functions()
+                return
+            except PermissionDenied:
+                if not said:
+                    log.warning("the fleet's Redis functions are not loaded; waiting for the coordinator (`cis490-train coordinator`) to load them")
+                    said = True
+            stopping.wait(every_s)
+
     def _fcall(self, name: str, keys: list[str], args: list[Any], read_only: bool = False) -> Any:
         """Call one of the fleet's functions, loading the library first when Redis has lost it."""
         with self._guard():

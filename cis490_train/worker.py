@@ -68,6 +68,8 @@ class Runtime:
         self.capability = Capability.load(self.settings.capability_file, self.settings.host_id)
         self.tiers = validate_tiers(requested, self.capability)
         self.registry = Registry(self.settings.broker_url, patience_s=REDIS_PATIENCE_S)
+        # kombu's transport calls them from here on (see `broker`).
+        self.registry.wait_for_functions(self.stopping)
         self.nodename = nodename
         self.started_at = time.time()
         # Registered before the queue classes are read: an enqueue racing this boot sees one or the other.

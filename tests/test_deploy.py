@@ -382,9 +382,37 @@ def test_the_flower_unit_needs_basic_auth_and_listens_on_loopback(tmp_path, redi
         proc.wait(timeout=30)
 
 
+@pytest.mark.integration
+def test_the_coordinator_unit_takes_the_reaper_lock_with_the_operator_env(tmp_path, registry, redis_url):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "operator.env").write_text(f"CIS490_BROKER_URL={redis_url}\n")
+    unit = render("cis490-coordinator.service", etc, tmp_path / "units")
+    service = service_command(unit)
+    assert service.argv == [f"{VENV}/bin/cis490-train", "coordinator"]
+    assert re.search(r"^Restart=always$", unit.read_text(), re.M) and re.search(r"^RestartPreventExitStatus=2 4$", unit.read_text(), re.M)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CIS490_")}, "HOME": str(tmp_path), **service.env}
+    proc = subprocess.Popen(service.argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        holder = wait_for(registry.reaper, 30, "the coordinator to take the reaper lock")
+        assert holder == f"coordinator-{proc.pid}@{socket.gethostname()}"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_the_shipped_units_pass_systemd_analyze_verify(tmp_path):
     units = [render(unit.name, Path("/etc/cis490"), tmp_path) for unit in sorted(UNITS.glob("*.service"))]
-    assert {u.name for u in units} == {"cis490-worker@.service", "cis490-store.service", "cis490-flower.service", "cis490-metrics.service"}
+    assert {u.name for u in units} == {
+        "cis490-worker@.service",
+        "cis490-store.service",
+        "cis490-flower.service",
+        "cis490-metrics.service",
+        "cis490-coordinator.service",
+    }
     verify = systemd_verify(*units)
     assert verify.returncode == 0 and verify.stdout + verify.stderr == "", verify.stdout + verify.stderr
 
@@ -482,10 +510,11 @@ def _compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_compose_runs_redis_store_flower_and_a_cpu_worker_on_one_broker():
+def test_compose_runs_redis_store_coordinator_flower_and_a_cpu_worker_on_one_broker():
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"redis", "store", "flower", "worker"}
+    assert set(services) == {"redis", "store", "coordinator", "flower", "worker"}
+    assert services["coordinator"]["command"] == ["cis490-train", "coordinator"]
 
     command = services["redis"]["command"]
     assert services["redis"]["image"].startswith("redis:7")
@@ -494,7 +523,7 @@ def test_compose_runs_redis_store_flower_and_a_cpu_worker_on_one_broker():
     password = flags["--requirepass"]
     assert re.fullmatch(r"\$\{REDIS_PASSWORD:\?[^}]+\}", password)
 
-    apps = ("store", "flower", "worker")
+    apps = ("store", "coordinator", "flower", "worker")
     brokers = {services[s]["environment"]["CIS490_BROKER_URL"] for s in apps}
     assert brokers == {f"redis://:{password}@redis:6379/0"}
     assert {services[s]["environment"]["CIS490_STORE_URL"] for s in apps} == {"http://store:8490"}

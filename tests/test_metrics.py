@@ -18,6 +18,7 @@ from cis490_train.celeryconfig import broker_transport_options
 from cis490_train.embedded import free_port
 from cis490_train.lifecycle import STATUSES, Lease
 from cis490_train.manifest import JobSpec
+from cis490_train.registry import RESENT
 from cis490_train.routing import QueueClass
 from conftest import cli, wait_for
 
@@ -153,8 +154,11 @@ def test_the_reapers_recoveries_are_counted_where_they_happen(registry, redis_ur
     grace = _job(registry, "nice-to-have-gpu", prefer_cuda=True, prefer_cuda_grace_s=0.0)
     assert registry.fall_back(grace) is not None
     assert registry.fall_back(last_try) is None  # not pending: nothing moved, nothing counted
-    registry.count_resent()
+    registry.count(RESENT)
     assert registry.stats() == {"requeued": 1, "fallback": 1, "resent": 1}
+    lost = _job(registry, "message-deleted")
+    assert registry.resend(lost, 1).dispatch == 2 and not registry.resend(lost, 1).ok  # once per attempt
+    assert registry.stats() == {"requeued": 1, "fallback": 1, "resent": 1, "lost": 1}
 
 
 def publish(url: str, job_id: str, attempt: int, queue: str, priority: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -64,17 +65,20 @@ def test_worker_credential_gets_noperm_on_operator_actions(fleet_env, acl_redis,
         with pytest.raises(redis.exceptions.NoPermissionError):
             write()
     assert w.smembers("cis490:op:jobs")  # but it may read them
-    assert w.hincrby("cis490:stats", "requeued", 0) == 0  # and count the reaper's recoveries
+    assert w.hgetall("cis490:stats") == {}  # and the counters, which only the coordinator writes
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        w.hincrby("cis490:stats", "requeued", 1)
     with pytest.raises(redis.exceptions.NoPermissionError):
         w.flushall()
     anonymous = cli(as_role(fleet_env, f"redis://127.0.0.1:{server.port}/0"), "status")
     assert anonymous.returncode == 3 and "authentication" in anonymous.stderr.lower()
 
 
-def test_a_worker_runs_jobs_under_the_worker_user(fleet_env, acl_redis, store, start_worker, tmp_path):
+def test_a_worker_runs_jobs_under_the_worker_user(fleet_env, acl_redis, store, start_coordinator, start_worker, tmp_path):
     _, urls = acl_redis
     manifest = tmp_path / "acl.toml"
     manifest.write_text(MANIFEST)
+    start_coordinator(as_role(fleet_env, urls[OPERATOR]))
     fleet_env.update(as_role(fleet_env, urls[WORKER]))
     ops = Registry(urls[OPERATOR])
     w = start_worker("locked-down", "cpu", wait=False)
@@ -82,7 +86,7 @@ def test_a_worker_runs_jobs_under_the_worker_user(fleet_env, acl_redis, store, s
     assert cli(as_role(fleet_env, urls[OPERATOR]), "enqueue", str(manifest)).returncode == 0
     done = wait_for(lambda: (j := ops.find("g")).status == "completed" and j, 120, "the job to complete under the worker user")
     assert done.host == "locked-down" and done.artifact_id
-    # The worker user counted its upload in cis490:stats, and may read what the metrics server reads.
+    # The coordinator counted the committed upload in cis490:stats; the worker user may read what the metrics server reads.
     assert ops.stats() == {"uploads": 1, "upload_bytes": done.result["bundle_bytes"]}
     snapshot = read_snapshot(Registry(urls[WORKER]), time.time())
     assert snapshot.jobs["completed"] == 1 and snapshot.stats["upload_bytes"] == done.result["bundle_bytes"]
@@ -151,3 +155,20 @@ def _pings(client) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+def test_acl_output_is_private_and_holds_no_password(tmp_path):
+    out = tmp_path / "users.acl"
+    made = subprocess.run([sys.executable, "-m", "cis490_train", "acl", "--output", str(out)], capture_output=True, text=True, check=True)
+    urls = dict(line.replace(" ", "").split(":CIS490_BROKER_URL=") for line in made.stderr.splitlines())
+    assert made.stdout == "" and out.stat().st_mode & 0o777 == 0o600
+    text = out.read_text()
+    for url in urls.values():
+        password = url.split(":")[2].split("@")[0]
+        assert password not in text and f"#{hashlib.sha256(password.encode()).hexdigest()}" in text
+    # and Redis takes the hashed file as it is
+    server = RedisServer(tmp_path / "hashed", acl_file=out).start()
+    try:
+        assert redis.Redis.from_url(urls["workers"].replace(":6379/", f":{server.port}/")).ping()
+    finally:
+        server.stop()

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from cis490_train.embedded import free_port
 from cis490_train.manifest import JobSpec
-from cis490_train.registry import JobRecord
+from cis490_train.registry import JobRecord, log_key
 from cis490_train.views import plain, watch_view
 from conftest import cli
 
@@ -74,7 +74,7 @@ def hostile(fleet_env, redis_url, tmp_path):
     r.hset(f"cis490:job:{ids['a']}", mapping={"status": "failed", "error": ERROR, "failure": "trainer_error\x1b[8m"})
     attempt = {"attempt": 1, "host": HOST, "worker": "w\x1b[2J", "claimed_at": now - 5, "finished_at": now, "outcome": "failed", "failure": "trainer_error", "error": ERROR}
     r.rpush(f"cis490:job:{ids['a']}:attempts", json.dumps(attempt))
-    log = f"cis490:job:{ids['a']}:log:1"
+    log = log_key(ids["a"], 1)
     r.xadd(log, {"line": "plain \x1b[2J\tcolumn"})
     r.xadd(log, {"line": json.dumps({"event": "error", "error": "bad\x1b]0;t\x07", "exit_code": 2})})
     r.xadd(log, {"end": "failed", "detail": "why\x1b[2J"})
@@ -86,7 +86,7 @@ def hostile(fleet_env, redis_url, tmp_path):
         "host_id": WORKER_HOST,
         "tiers": ["cpu"],
         "queues": ["cpu.gbt", "cpu.x\x1b[2J"],
-        "capability": {"cpu_cores": 2, "ram_total_gib": 16, "cuda_devices": [{"name": GPU, "vram_total_gib": 8}]},
+        "capability": {"host_id": WORKER_HOST, "cpu_cores": 2, "ram_total_gib": 16, "cuda_devices": [{"name": GPU, "vram_total_gib": 8}]},
         "pid": 1,
         "started_at": now,
         "seen_at": now,
