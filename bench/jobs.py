@@ -97,6 +97,13 @@ class Fleet:
         self.workers.append(w)
         return w
 
+    def coordinate(self, **env: str) -> None:
+        """Start the coordinator again with these settings: the reaper's stale threshold is its own."""
+        from cis490_train.embedded import CoordinatorProcess
+
+        self.coordinator.stop()
+        self.coordinator = CoordinatorProcess(dict(self.env, **env), self.workdir / "coordinator.log").start()
+
     def flush(self) -> None:
         import redis
 
@@ -180,6 +187,7 @@ def overhead(fleet: Fleet, n: int, warmup: int) -> list[dict[str, float]]:
 
 def recovery(fleet: Fleet, repeats: int, env: dict[str, str]) -> list[float]:
     """SIGKILL the worker running a job; seconds until the job runs again on the other, idle host."""
+    fleet.coordinate(**env)
     times = []
     for r in range(repeats):
         a = fleet.worker("lab-ws1", **env)
@@ -195,6 +203,7 @@ def recovery(fleet: Fleet, repeats: int, env: dict[str, str]) -> list[float]:
         fleet.registry.cancel(job_id)
         poll(lambda: trainer_of(b) is None, 30, "the cancelled trainer to exit", 0.05)
         fleet.flush()
+    fleet.coordinate()
     return times
 
 

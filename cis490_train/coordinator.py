@@ -86,6 +86,7 @@ class Coordinator:
             self.stopping.set()
             reaper.join(timeout=10)
             self.store.close()
+            self._survive("requests", lambda: self.registry.let_go(self.name))
 
     def stop(self, *_: Any) -> None:
         self.stopping.set()
@@ -195,7 +196,7 @@ class Coordinator:
 
     def _reap_loop(self) -> None:
         ttl = max(2.0, min(5.0, self.settings.stale_after_s / 2))
-        while not self.stopping.wait(POLL_S):
+        while not self.stopping.wait(min(POLL_S, self.settings.heartbeat_s)):
             self._survive("reaper", lambda: self.registry.lead(self.name, ttl_s=ttl) and self.reap())
 
     def reap(self, now: float | None = None) -> None:

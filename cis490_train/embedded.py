@@ -181,7 +181,7 @@ class CoordinatorProcess(Service):
         self.log = log
 
     def start(self, timeout: float = 30.0) -> CoordinatorProcess:
-        """Start it and wait until it holds the reaper lock: then it also serves requests."""
+        """Start it and wait until it holds the reaper lock (it then also serves requests)."""
         from .registry import REAPER
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,7 @@ class CoordinatorProcess(Service):
 
         def ready() -> bool:
             try:
-                return client.exists(REAPER) == 1
+                return (client.get(REAPER) or b"").startswith(f"coordinator-{self.proc.pid}@".encode())
             except redis.RedisError:
                 return False
 

@@ -33,6 +33,8 @@ PING = f"{LIBRARY}_ping"
 # Hold or take a lock (the reaper's): it lapses if its holder dies. A lock without an expiry was
 # not set by this code and is taken over.
 LEAD = f"{LIBRARY}_lead"
+# Let go of that lock, if this holder has it: a coordinator that stops hands over at once.
+RELEASE = f"{LIBRARY}_release"
 # Create a job only if it does not exist: concurrent enqueues of one manifest insert it once.
 CREATE = f"{LIBRARY}_create"
 # Mark an attempt's message as on the broker, unless the job moved on meanwhile.
@@ -86,6 +88,11 @@ redis.register_function('{LEAD}', function(keys, args)
     redis.call('SET', keys[1], args[1], 'PX', args[2])
     return 1
   end
+  return 0
+end)
+
+redis.register_function('{RELEASE}', function(keys, args)
+  if redis.call('GET', keys[1]) == args[1] then return redis.call('DEL', keys[1]) end
   return 0
 end)
 

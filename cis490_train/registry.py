@@ -649,6 +649,10 @@ class Registry:
         """Take or keep the reaper lock; False while another live worker holds it."""
         return bool(self._fcall(functions.LEAD, [REAPER], [name, max(1, int(ttl_s * 1000))]))
 
+    def let_go(self, name: str) -> None:
+        """Release the reaper lock if `name` holds it."""
+        self._fcall(functions.RELEASE, [REAPER], [name])
+
     def reaper(self) -> str | None:
         with self._guard():
             return self.r.get(REAPER)

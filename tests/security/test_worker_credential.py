@@ -213,6 +213,8 @@ def test_malformed_records_are_reported_and_skipped_never_a_crash(acl_fleet, sta
     ops.sadd("cis490:op:jobs", poison)
     ops.zadd("cis490:unsent", {poison: 0})
     ops.hset("cis490:stats", "requeued", "many")
+    ops.hset("cis490:op:queues", "cpu.evil", "{not json")  # read by every worker's sync loop each second
+    ops.hset("cis490:op:hosts", "box", "[]")  # the policy of the very host that must go on working
     attacker = fleet.as_worker
     attacker.set("cis490:worker:evil@host", "{not json")
     attacker.sadd("cis490:workers", "evil@host")
