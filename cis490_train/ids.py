@@ -12,6 +12,7 @@ import re
 from .errors import BadRequest
 
 JOB_ID = re.compile(r"[0-9a-f]{16}")
+HOST = re.compile(r"[A-Za-z0-9._-]{0,253}")
 MAX_ATTEMPT = 1_000_000
 
 

@@ -18,13 +18,12 @@ from typing import Any
 
 from . import lifecycle
 from .errors import BadRequest
-from .ids import check_attempt, check_job_id
+from .ids import HOST, check_attempt, check_job_id
 
 REQUESTS = "cis490:requests"
 REPLY_PREFIX = "cis490:reply:"
 SECRET = re.compile(r"[0-9a-f]{64}")
 NONCE = re.compile(r"[0-9a-f]{32}")
-HOST = re.compile(r"[A-Za-z0-9._-]{0,253}")
 ARTIFACT = re.compile(r"[0-9a-f]{64}")
 MAX_WORKER = 255
 MAX_ERROR = 8000

@@ -176,6 +176,16 @@ def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
     return subprocess.run([sys.executable, "-m", "cis490_train", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Stop a process the test started: SIGTERM, then SIGKILL if it is still there after `timeout`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def trainer_processes(marker: str) -> list:
     """Live trainer processes whose command line mentions `marker` (a job id, a work directory)."""
     import psutil

@@ -16,7 +16,7 @@ import pytest
 from browser import artifacts_dir
 
 from cis490_train.embedded import free_port
-from conftest import cli, wait_for
+from conftest import cli, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -73,12 +73,7 @@ def flower(fleet_env, tmp_path):
         wait_for(ready, 60, "flower to answer")
         yield base, (user, password), f"http://{user}:{password}@127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def field(dom, label: str) -> str:

@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import StoreError
+from ..ids import HOST, JOB_ID
 
 ARTIFACT_ID = re.compile(r"[0-9a-f]{64}")
 NAME = re.compile(r"[a-z0-9_]{1,64}")
-JOB_ID = re.compile(r"[0-9a-f]{16}")
-HOST = re.compile(r"[A-Za-z0-9._-]{0,253}")
 MAX_ATTEMPT = 1_000_000
 BUNDLE_NAME = "bundle.tar.zst"
 

@@ -22,7 +22,7 @@ from cis490_train.embedded import free_port
 from cis490_train.manifest import JobSpec
 from cis490_train.registry import JobRecord, log_key
 from cis490_train.views import plain, watch_view
-from conftest import cli
+from conftest import cli, stop
 
 # What a terminal acts on: ESC (CSI, OSC titles, OSC 8 links), BEL, the 8-bit CSI and a bidi override.
 RAW = ("\x1b", "\x07", "\x9b", "\u202e")
@@ -494,9 +494,4 @@ def test_flower_listens_on_loopback_only_and_answers_401_without_the_password(fl
         assert {c.laddr.ip for c in flower.net_connections("inet") if c.status == psutil.CONN_LISTEN} == {"127.0.0.1"}
         assert "flower" in flower.cmdline() and not any(password in arg for arg in flower.cmdline())
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
