@@ -218,7 +218,10 @@ def _words(line: str, *, progress: bool, raw: bool) -> str | None:
 def note(fields: dict[str, str], attempt: int) -> str | None:
     """What `logs` says about the stream itself (lines lost, the attempt's end), or None."""
     if LOST in fields:
-        n = int(fields[LOST])
+        raw = fields[LOST]
+        if not (raw.isascii() and raw.isdigit()):
+            return plain(f"[a note of lost lines that is not a count: {raw[:40]!r}]")  # the stream is worker-written
+        n = int(raw)
         return f"[{n} line{'s' if n != 1 else ''} not kept here: Redis could not be written or the log was full]"
     if END in fields:
         detail = (fields.get(DETAIL) or "").splitlines()

@@ -151,6 +151,7 @@ def test_logs_notes_say_what_was_lost_and_how_the_attempt_ended():
     assert joblog.note({joblog.LOST: "12"}, 1).startswith("[12 lines not kept")
     assert joblog.note({joblog.END: "failed", joblog.DETAIL: "trainer_error: exit 2\ntail"}, 2) == "[attempt 2 ended: failed: trainer_error: exit 2]"
     assert joblog.note({joblog.LINE: "x"}, 1) is None
+    assert joblog.note({joblog.LOST: "x\x1b[2J"}, 1) == "[a note of lost lines that is not a count: 'x\\x1b[2J']"
 
 
 def test_why_a_log_is_empty():
