@@ -161,6 +161,10 @@ def load(client: redis.Redis) -> None:
         client.function_load(SOURCE, replace=True)
     except redis.exceptions.NoPermissionError as exc:
         raise PermissionDenied(f"NOPERM: this Redis user may not load the fleet's functions; start the coordinator or enqueue once with the operator user ({exc})") from None
+    except redis.ResponseError as exc:
+        if "unknown command" in str(exc).lower():
+            raise Cis490Error(f"this Redis has no functions ({exc}); the fleet needs Redis 7.0 or newer") from None
+        raise
 
 
 def loaded(client: redis.Redis) -> bool:
