@@ -23,7 +23,7 @@ import psutil
 
 from cis490_train.artifacts.bundle import make_bundle
 from cis490_train.artifacts.client import StoreClient
-from cis490_train.embedded import StoreServer, child_env, new_token
+from cis490_train.operator.embedded import StoreServer, child_env, new_token
 from report import save
 
 CHUNK = 1 << 20

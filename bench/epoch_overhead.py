@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cis490_train.hyper import resolve
+from cis490_train.core.hyper import resolve
 from cis490_train.trainer.data import load_model_inputs, synthesize
 from cis490_train.trainer.models import ModelConfig, Part, model_class
 from cis490_train.trainer.models.torch_loop import Scaler

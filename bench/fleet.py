@@ -78,9 +78,9 @@ def dispatch_latency(url: str, workdir: Path, n: int, warmup: int) -> list[float
     The jobs name a train host the data lacks, so each trainer exits at once and the worker is idle
     again quickly; the trainer's start is not part of the figure.
     """
-    from cis490_train.embedded import CoordinatorProcess, WorkerProcess, child_env
-    from cis490_train.enqueue import apply_manifest
-    from cis490_train.manifest import Manifest
+    from cis490_train.operator.embedded import CoordinatorProcess, WorkerProcess, child_env
+    from cis490_train.operator.enqueue import apply_manifest
+    from cis490_train.core.manifest import Manifest
     from cis490_train.registry import Registry
     from cis490_train.trainer.data import synthesize
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n_jobs, n_trips, warmup, n_dispatch = (500, 30, 5, 5) if args.quick else (10_000, 300, 30, 200)
 
-    from cis490_train.embedded import RedisServer
+    from cis490_train.operator.embedded import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="cis490-bench-") as tmp:
         workdir = Path(tmp)
@@ -138,11 +138,11 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
     import celery
     import redis
 
-    from cis490_train.enqueue import apply_manifest
-    from cis490_train.explain import explain_job
-    from cis490_train.manifest import Manifest
+    from cis490_train.operator.enqueue import apply_manifest
+    from cis490_train.operator.explain import explain_job
+    from cis490_train.core.manifest import Manifest
     from cis490_train.registry import Registry
-    from cis490_train.views import counts_of, display_order, jobs_table
+    from cis490_train.operator.views import counts_of, display_order, jobs_table
     from rich.console import Console
 
     print(f"{platform.node()}: {os.cpu_count()} cores, python {platform.python_version()}, celery {celery.__version__}, redis-py {redis.__version__}")
@@ -214,8 +214,8 @@ def metrics_scrapes(registry, n: int) -> list[float]:
     from prometheus_client import start_http_server
     from prometheus_client.registry import CollectorRegistry
 
-    from cis490_train.embedded import free_port
-    from cis490_train.metrics import FleetCollector
+    from cis490_train.operator.embedded import free_port
+    from cis490_train.operator.metrics import FleetCollector
 
     metrics = CollectorRegistry(auto_describe=False)
     metrics.register(FleetCollector(registry))

@@ -58,7 +58,7 @@ class Fleet:
     """A private redis-server, the store, a dataset and the workers one figure needs."""
 
     def __init__(self, workdir: Path):
-        from cis490_train.embedded import CoordinatorProcess, RedisServer, StoreServer, new_token
+        from cis490_train.operator.embedded import CoordinatorProcess, RedisServer, StoreServer, new_token
         from cis490_train.registry import Registry
         from cis490_train.trainer.data import synthesize
 
@@ -87,7 +87,7 @@ class Fleet:
         self._count = itertools.count(1)
 
     def worker(self, host: str, cores: int = 2, ram: float = 16.0, **env: str):
-        from cis490_train.embedded import WorkerProcess
+        from cis490_train.operator.embedded import WorkerProcess
 
         n = next(self._count)
         cap = self.workdir / f"cap-{host}-{n}.json"
@@ -99,7 +99,7 @@ class Fleet:
 
     def coordinate(self, **env: str) -> None:
         """Start the coordinator again with these settings: the reaper's stale threshold is its own."""
-        from cis490_train.embedded import CoordinatorProcess
+        from cis490_train.operator.embedded import CoordinatorProcess
 
         self.coordinator.stop()
         self.coordinator = CoordinatorProcess(dict(self.env, **env), self.workdir / "coordinator.log").start()
@@ -113,8 +113,8 @@ class Fleet:
         redis.Redis.from_url(self.redis.url).flushall()
 
     def apply(self, text: str) -> list[str]:
-        from cis490_train.enqueue import apply_manifest
-        from cis490_train.manifest import Manifest
+        from cis490_train.operator.enqueue import apply_manifest
+        from cis490_train.core.manifest import Manifest
 
         manifest = Manifest.from_toml(text)
         apply_manifest(manifest, self.registry)
@@ -241,8 +241,8 @@ def simulated_fleet_manifest() -> str:
 
 def eligibility(jobs, policies) -> dict[str, frozenset[str]]:
     """Which of the stand-in hosts may run each job, by the fleet's own routing rules."""
-    from cis490_train.capability import Capability
-    from cis490_train.routing import QueueClass, ineligibility
+    from cis490_train.core.capability import Capability
+    from cis490_train.core.routing import QueueClass, ineligibility
 
     caps = {h: Capability.from_dict(capability(h, c, r)) for h, (c, r) in HOSTS.items()}
     return {spec.job_id: frozenset(h for h in HOSTS if ineligibility(QueueClass.for_job(spec), caps[h], policies.get(h), ("cpu",)) is None) for spec in jobs}
@@ -278,7 +278,7 @@ def priority_schedule(jobs, durations: dict[str, float], eligible: dict[str, fro
 
 
 def makespan(fleet: Fleet, repeats: int, scale: float) -> list[dict[str, float | str]]:
-    from cis490_train.manifest import Manifest
+    from cis490_train.core.manifest import Manifest
 
     text = simulated_fleet_manifest()
     manifest = Manifest.from_toml(text)

@@ -7,4 +7,4 @@ from celery import Celery
 app = Celery("cis490_train")
 app.config_from_object("cis490_train.celeryconfig")
 
-from . import tasks, worker  # noqa: E402,F401  (registers the task and the worker's boot hooks)
+from .worker import tasks, runtime  # noqa: E402,F401  (registers the task and the worker's boot hooks)

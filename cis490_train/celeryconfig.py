@@ -15,7 +15,7 @@ _settings = Settings.from_env()
 broker_url = _settings.broker_url
 result_backend = _settings.result_backend
 # kombu's Redis transport, calling the fleet's Redis functions where it would run Lua (see `broker`).
-broker_transport = "cis490_train.broker:Transport"
+broker_transport = "cis490_train.broker.transport:Transport"
 
 task_serializer = "json"
 result_serializer = "json"
@@ -30,7 +30,7 @@ worker_prefetch_multiplier = 1
 worker_disable_prefetch = True
 worker_concurrency = 1
 worker_pool = "threads"
-worker_consumer = "cis490_train.worker:Consumer"
+worker_consumer = "cis490_train.worker.runtime:Consumer"
 task_ignore_result = True
 task_track_started = False
 result_expires = 7 * 24 * 3600

@@ -1,6 +1,6 @@
 """Shared fixtures: a private redis-server for the session, the store, workers and a small dataset.
 
-Every service is a real process started through `cis490_train.embedded` and
+Every service is a real process started through `cis490_train.operator.embedded` and
 stopped by the handle that started it; nothing touches a Redis on the default
 port or the user's home directory.
 """
@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from browser import INSTALL_HINT, Browser, find_chromium
-from cis490_train.embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, new_token
+from cis490_train.operator.embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, new_token
 from cis490_train.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cis490_train.capability import Capability
+from cis490_train.core.capability import Capability
 from cis490_train.errors import CapabilityFileError
 
 

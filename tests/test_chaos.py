@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from cis490_train.embedded import RedisServer
+from cis490_train.operator.embedded import RedisServer
 from cis490_train.errors import BrokerUnavailable
 from cis490_train.registry import Registry
 from conftest import cli, trainer_processes

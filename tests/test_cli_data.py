@@ -11,7 +11,7 @@ import pytest
 
 from cis490_train.artifacts.bundle import make_bundle
 from cis490_train.artifacts.client import StoreClient
-from cis490_train.hyper import SCHEMAS
+from cis490_train.core.hyper import SCHEMAS
 from conftest import cli
 
 

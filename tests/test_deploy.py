@@ -20,7 +20,7 @@ import pytest
 import redis
 import yaml
 
-from cis490_train.embedded import free_port
+from cis490_train.operator.embedded import free_port
 from conftest import ROOT, wait_for, write_capability
 from systemd_units import read_env_file, service_command
 

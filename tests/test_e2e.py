@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cis490_train.manifest import Manifest
+from cis490_train.core.manifest import Manifest
 from conftest import cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -151,7 +151,7 @@ def test_stale_and_duplicate_messages_change_nothing_and_priority_orders_work(fl
     # Requeue the lowest-priority job while no worker runs: its attempt-1 message turns stale,
     # and attempt 2 is sent twice (a duplicate delivery).
     assert registry.requeue(low.job_id).dispatch == 2
-    send = f"from cis490_train.tasks import send_attempt; send_attempt({low.job_id!r}, 2, {low.queue!r}, {low.broker_priority})"
+    send = f"from cis490_train.worker.tasks import send_attempt; send_attempt({low.job_id!r}, 2, {low.queue!r}, {low.broker_priority})"
     python(fleet_env, send)
     python(fleet_env, send)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from cis490_train.embedded import free_port
-from cis490_train.manifest import Manifest
-from cis490_train.routing import QueueClass
+from cis490_train.operator.embedded import free_port
+from cis490_train.core.manifest import Manifest
+from cis490_train.core.routing import QueueClass
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,11 +10,11 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from cis490_train.export import columns
-from cis490_train.lifecycle import Lease
-from cis490_train.manifest import JobSpec
-from cis490_train.routing import QueueClass
-from cis490_train.views import METRICS
+from cis490_train.operator.export import columns
+from cis490_train.core.lifecycle import Lease
+from cis490_train.core.manifest import JobSpec
+from cis490_train.core.routing import QueueClass
+from cis490_train.operator.views import METRICS
 from conftest import cli
 
 pytestmark = pytest.mark.integration

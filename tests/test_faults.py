@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from cis490_train.embedded import CoordinatorProcess
+from cis490_train.operator.embedded import CoordinatorProcess
 from conftest import cli, trainer_processes, wait_for, write_capability
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from browser import artifacts_dir
 
-from cis490_train.embedded import free_port
+from cis490_train.operator.embedded import free_port
 from conftest import cli, stop, wait_for
 
 pytestmark = pytest.mark.integration

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cis490_train import lifecycle as lc
-from cis490_train.lifecycle import JobState, Lease
+from cis490_train.core import lifecycle as lc
+from cis490_train.core.lifecycle import JobState, Lease
 
 W1 = Lease.new(1, "w1", "a")
 W2 = Lease.new(1, "w2", "b")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from cis490_train import joblog
-from cis490_train.embedded import RedisServer, free_port
+from cis490_train.operator import joblog
+from cis490_train.operator.embedded import RedisServer, free_port
 from cis490_train.registry import Registry, log_key
 from conftest import cli, wait_for
 

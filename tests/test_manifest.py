@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cis490_train.errors import ManifestError
-from cis490_train.hyper import MODELS
-from cis490_train.manifest import JobSpec, Manifest
+from cis490_train.core.hyper import MODELS
+from cis490_train.core.manifest import JobSpec, Manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import tomli_w
 
 from cis490_train.errors import ManifestError
-from cis490_train.manifest import Manifest
+from cis490_train.core.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [ROOT / "manifests" / "demo.toml", ROOT / "manifests" / "fleet.example.toml"]

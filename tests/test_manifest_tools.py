@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from cis490_train.embedded import free_port
-from cis490_train.hyper import MODELS, SCHEMAS
-from cis490_train.lifecycle import Lease
-from cis490_train.manifest import _DEFAULTABLE, _HOST_KEYS, _JOB_KEYS, Manifest
-from cis490_train.routing import QueueClass, job_tier
-from cis490_train.starter import starter_document
+from cis490_train.operator.embedded import free_port
+from cis490_train.core.hyper import MODELS, SCHEMAS
+from cis490_train.core.lifecycle import Lease
+from cis490_train.core.manifest import _DEFAULTABLE, _HOST_KEYS, _JOB_KEYS, Manifest
+from cis490_train.core.routing import QueueClass, job_tier
+from cis490_train.core.starter import starter_document
 from conftest import cli
 
 ROOT = Path(__file__).resolve().parent.parent

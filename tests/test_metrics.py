@@ -15,11 +15,11 @@ from kombu import Connection, Exchange, Producer, Queue
 from prometheus_client.parser import text_string_to_metric_families
 
 from cis490_train.celeryconfig import broker_transport_options
-from cis490_train.embedded import free_port
-from cis490_train.lifecycle import STATUSES, Lease
-from cis490_train.manifest import JobSpec
+from cis490_train.operator.embedded import free_port
+from cis490_train.core.lifecycle import STATUSES, Lease
+from cis490_train.core.manifest import JobSpec
 from cis490_train.registry import RESENT
-from cis490_train.routing import QueueClass
+from cis490_train.core.routing import QueueClass
 from conftest import cli, wait_for
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 from cis490_train.errors import BadRequest
 from cis490_train.ids import check_attempt, check_job_id, parse_task_id, task_id
 from cis490_train.paths import inside
-from cis490_train.protocol import Op, Reply, Request, clean_progress
+from cis490_train.core.protocol import Op, Reply, Request, clean_progress
 
 JOB = "0123456789abcdef"
 GOOD = {"op": "beat", "job_id": JOB, "attempt": 2, "worker": "w@h", "host": "h", "secret": "a" * 64, "nonce": "b" * 32, "body": {"progress": {"epoch": 3}}}

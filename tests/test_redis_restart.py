@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from cis490_train.embedded import RedisServer
+from cis490_train.operator.embedded import RedisServer
 from cis490_train.registry import Registry
 from conftest import cli, wait_for
 

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from cis490_train.errors import BrokerUnavailable, JobNotFound
-from cis490_train.lifecycle import Lease
-from cis490_train.manifest import HostSpec, JobSpec
+from cis490_train.core.lifecycle import Lease
+from cis490_train.core.manifest import HostSpec, JobSpec
 from cis490_train.registry import Registry, WorkerInfo
-from cis490_train.routing import QueueClass
+from cis490_train.core.routing import QueueClass
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ def test_workers_expire_without_heartbeat(registry):
 
 
 def test_unreachable_redis_is_one_clear_error():
-    from cis490_train.embedded import free_port
+    from cis490_train.operator.embedded import free_port
 
     url = f"redis://:secret@127.0.0.1:{free_port()}/0"
     with pytest.raises(BrokerUnavailable) as info:
@@ -150,7 +150,7 @@ def test_unreachable_redis_is_one_clear_error():
 
 
 def test_first_jobs_reads_the_rows_a_status_page_shows_and_every_status(registry):
-    from cis490_train.views import display_order
+    from cis490_train.operator.views import display_order
 
     specs = [spec(f"j{i}", priority=i % 3) for i in range(12)]
     registry.apply([(s, QueueClass.for_job(s).name, 0) for s in specs], "m")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cis490_train.capability import Capability, GpuDevice
+from cis490_train.core.capability import Capability, GpuDevice
 from cis490_train.errors import TierUnavailable
-from cis490_train.manifest import HostSpec, JobSpec
-from cis490_train.routing import (
+from cis490_train.core.manifest import HostSpec, JobSpec
+from cis490_train.core.routing import (
     QueueClass,
     broker_priorities,
     ineligibility,

@@ -14,9 +14,9 @@ import redis
 from kombu import Connection, Exchange, Producer, Queue
 
 from cis490_train.celeryconfig import broker_transport_options
-from cis490_train.acl import OPERATOR, WORKER, broker_url, new_password, render_acl
-from cis490_train.embedded import RedisServer
-from cis490_train.metrics import read_snapshot
+from cis490_train.operator.acl import OPERATOR, WORKER, broker_url, new_password, render_acl
+from cis490_train.operator.embedded import RedisServer
+from cis490_train.operator.metrics import read_snapshot
 from cis490_train.registry import Registry
 from conftest import cli, wait_for
 
@@ -122,7 +122,7 @@ def test_only_json_is_accepted(fleet_env, registry, redis_url, store, start_work
 def test_shipped_redis_config_requires_auth_keeps_an_aof_and_never_evicts(tmp_path):
     import shutil
 
-    from cis490_train.embedded import free_port
+    from cis490_train.operator.embedded import free_port
 
     conf = ROOT / "deploy" / "redis" / "cis490-redis.conf"
     generated = subprocess.run([sys.executable, "-m", "cis490_train", "acl", "--port", "0"], capture_output=True, text=True, check=True)

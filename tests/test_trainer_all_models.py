@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from trainer_helpers import make_spec
 
-from cis490_train.hyper import MODELS, resolve
+from cis490_train.core.hyper import MODELS, resolve
 from cis490_train.trainer.checkpoint import load_checkpoint
 from cis490_train.trainer.data import load_model_inputs, synthesize
 from cis490_train.trainer.evaluate import confusion_matrix

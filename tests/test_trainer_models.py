@@ -11,7 +11,7 @@ import pytest
 from trainer_helpers import FAST_HYPER, REPO
 
 from cis490_train.errors import TrainerError, UnknownModelError
-from cis490_train.hyper import MODELS, resolve
+from cis490_train.core.hyper import MODELS, resolve
 from cis490_train.trainer.data import load_dataset, synthesize
 from cis490_train.trainer.models import (
     IMPLEMENTATIONS,

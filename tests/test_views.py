@@ -7,10 +7,10 @@ import zlib
 
 from rich.console import Console
 
-from cis490_train import joblog
-from cis490_train.manifest import JobSpec
+from cis490_train.operator import joblog
+from cis490_train.core.manifest import JobSpec
 from cis490_train.registry import JobRecord
-from cis490_train.views import eta_seconds, jobs_table, progress_bar, progress_fraction, status_changes, watch_view
+from cis490_train.operator.views import eta_seconds, jobs_table, progress_bar, progress_fraction, status_changes, watch_view
 
 NOW = 10_000.0
 TRAIN = {

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cis490_train.manifest import HostSpec
-from cis490_train.routing import QueueClass
+from cis490_train.core.manifest import HostSpec
+from cis490_train.core.routing import QueueClass
 from conftest import cli, wait_for, write_capability
 
 pytestmark = pytest.mark.integration

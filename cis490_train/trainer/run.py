@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .. import hyper as hyper_schemas
+from ..core import hyper as hyper_schemas
 from ..errors import Cis490Error
 from ..atomic import write_json
 from .checkpoint import write_checkpoint

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..hyper import MODELS
+from ..core.hyper import MODELS
 from .contract import MODES
 from .split import RECIPES
 

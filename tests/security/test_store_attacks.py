@@ -26,7 +26,7 @@ import zstandard
 from cis490_train.artifacts.bundle import MAX_HEADER_BYTES, extract_bundle, make_bundle
 from cis490_train.artifacts.client import StoreClient
 from cis490_train.artifacts.summary import SCAN_BYTES, _BoundedReader, _ScanLimit, read_report
-from cis490_train.embedded import StoreServer, new_token
+from cis490_train.operator.embedded import StoreServer, new_token
 from cis490_train.errors import ArtifactNotFound, StoreError
 from conftest import wait_for
 

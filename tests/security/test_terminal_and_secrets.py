@@ -18,10 +18,10 @@ import pytest
 import redis
 from rich.console import Console
 
-from cis490_train.embedded import free_port
-from cis490_train.manifest import JobSpec
+from cis490_train.operator.embedded import free_port
+from cis490_train.core.manifest import JobSpec
 from cis490_train.registry import JobRecord, log_key
-from cis490_train.views import plain, watch_view
+from cis490_train.operator.views import plain, watch_view
 from conftest import cli, stop
 
 # What a terminal acts on: ESC (CSI, OSC titles, OSC 8 links), BEL, the 8-bit CSI and a bidi override.
@@ -231,7 +231,7 @@ def test_manifest_check_and_enqueue_refuse_control_characters_and_long_names(fle
 
 
 def test_names_up_to_the_limit_and_any_printable_text_stay_valid(tmp_path):
-    from cis490_train.manifest import MAX_NAME, Manifest
+    from cis490_train.core.manifest import MAX_NAME, Manifest
 
     name = "é-模型 [x] :y:" + "n" * (MAX_NAME - 12)
     assert len(name) == MAX_NAME

@@ -16,15 +16,15 @@ import httpx
 import pytest
 import redis
 
-from cis490_train.acl import OPERATOR, WORKER, broker_url, new_password, render_acl
+from cis490_train.operator.acl import OPERATOR, WORKER, broker_url, new_password, render_acl
 from cis490_train.artifacts.client import StoreClient
-from cis490_train.embedded import RedisServer, free_port
-from cis490_train.functions import STATUS_COUNTS
+from cis490_train.operator.embedded import RedisServer, free_port
+from cis490_train.registry.functions import STATUS_COUNTS
 from cis490_train.ids import task_id
-from cis490_train.leases import LeaseClient
-from cis490_train.lifecycle import Lease
-from cis490_train.manifest import Manifest
-from cis490_train.protocol import REQUESTS
+from cis490_train.worker.leases import LeaseClient
+from cis490_train.core.lifecycle import Lease
+from cis490_train.core.manifest import Manifest
+from cis490_train.core.protocol import REQUESTS
 from cis490_train.registry import REAPER, Registry
 from conftest import cli, wait_for
 
@@ -58,7 +58,7 @@ class AclFleet:
     def send(self, env: dict[str, str], args: list, queue: str, tid: str) -> None:
         """Send one raw `cis490.train` message, as any holder of a credential that may write queues can."""
         code = (
-            "import json, sys\nfrom cis490_train.tasks import app\n"
+            "import json, sys\nfrom cis490_train.worker.tasks import app\n"
             "app.send_task('cis490.train', args=json.loads(sys.argv[1]), queue=sys.argv[2], routing_key=sys.argv[2], task_id=sys.argv[3])\n"
         )
         subprocess.run([sys.executable, "-c", code, json.dumps(args), queue, tid], env=env, check=True, timeout=60)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 from ...errors import ModelNotImplemented
-from ...hyper import MODELS, schema
+from ...core.hyper import MODELS, schema
 from .base import Model, ModelConfig, Part, Progress, ProgressCallback
 
 __all__ = [

@@ -15,9 +15,9 @@ from typing import NoReturn
 from rich.console import Console
 from rich.text import Text
 
-from .config import Settings
-from .errors import Cis490Error, UsageError
-from .views import plain
+from ..config import Settings
+from ..errors import Cis490Error, UsageError
+from ..operator.views import plain
 
 # Piped output (CI logs, `| less`) gets a width that fits the results table instead of 80 columns.
 # No markup or emoji codes: text from the registry is printed as it is, never interpreted.
@@ -28,7 +28,7 @@ _opened: list = []
 
 
 def _registry(settings: Settings):
-    from .registry import Registry
+    from ..registry import Registry
 
     registry = Registry(settings.broker_url)
     registry.ping()
@@ -51,7 +51,7 @@ def _print_json(data) -> None:
 
 
 def _cmd_capability(args, settings: Settings) -> int:
-    from .capability import Capability
+    from ..core.capability import Capability
 
     cap = Capability.load(settings.capability_file, settings.host_id)
     if args.json:
@@ -72,8 +72,8 @@ def _cmd_capability(args, settings: Settings) -> int:
 
 
 def _cmd_enqueue(args, settings: Settings) -> int:
-    from .enqueue import apply_manifest
-    from .manifest import Manifest
+    from ..operator.enqueue import apply_manifest
+    from ..core.manifest import Manifest
 
     manifest = Manifest.load(args.manifest)
     report = apply_manifest(manifest, _registry(settings))
@@ -87,7 +87,7 @@ def _cmd_enqueue(args, settings: Settings) -> int:
 
 
 def _cmd_status(args, settings: Settings) -> int:
-    from .views import counts_line, counts_of, display_order, jobs_table
+    from ..operator.views import counts_line, counts_of, display_order, jobs_table
 
     if args.watch:
         return _watch_status(args, settings)
@@ -113,8 +113,8 @@ def _cmd_status(args, settings: Settings) -> int:
 def _watch_status(args, settings: Settings) -> int:
     """Redraw the jobs until Ctrl-C (exit 0) or, with --until-done, until none is pending or running
     (exit 1 if one of them failed)."""
-    from .lifecycle import FAILED, TERMINAL
-    from .watch import watch
+    from ..core.lifecycle import FAILED, TERMINAL
+    from ..operator.watch import watch
 
     if args.json:
         raise UsageError("--json prints one snapshot; use it without --watch")
@@ -158,8 +158,8 @@ def _record_dict(r) -> dict:
 
 
 def _cmd_show(args, settings: Settings) -> int:
-    from .explain import explain_job
-    from .views import attempt_line, progress_text
+    from ..operator.explain import explain_job
+    from ..operator.views import attempt_line, progress_text
 
     registry = _registry(settings)
     record = registry.find(args.job)
@@ -183,7 +183,7 @@ def _cmd_show(args, settings: Settings) -> int:
     if record.artifact_id:
         lines.append(f"artifact    {record.artifact_id}")
     if record.result.get("metrics"):
-        from .views import metric_cell
+        from ..operator.views import metric_cell
 
         lines += [f"{key:<12}{metric_cell(m)}" for key, m in record.result["metrics"].items()]
     if record.error:
@@ -198,7 +198,7 @@ def _cmd_show(args, settings: Settings) -> int:
 
 
 def _cmd_explain(args, settings: Settings) -> int:
-    from .explain import explain_job
+    from ..operator.explain import explain_job
 
     registry = _registry(settings)
     record = registry.find(args.job)
@@ -217,7 +217,7 @@ def _cmd_explain(args, settings: Settings) -> int:
 
 def _cmd_logs(args, settings: Settings) -> int:
     """The trainer's output of one attempt, read from Redis; stdout carries the output lines only."""
-    from . import joblog
+    from ..operator import joblog
 
     registry = _registry(settings)
     record = registry.find(args.job)
@@ -289,7 +289,7 @@ def _cmd_cancel(args, settings: Settings) -> int:
 
 
 def _cmd_requeue(args, settings: Settings) -> int:
-    from .tasks import dispatch
+    from ..worker.tasks import dispatch
 
     registry = _registry(settings)
     records = _select(registry, args)
@@ -303,7 +303,7 @@ def _cmd_requeue(args, settings: Settings) -> int:
 
 
 def _cmd_workers(args, settings: Settings) -> int:
-    from .views import workers_table
+    from ..operator.views import workers_table
 
     workers = _registry(settings).workers()
     if args.json:
@@ -314,7 +314,7 @@ def _cmd_workers(args, settings: Settings) -> int:
 
 
 def _cmd_results(args, settings: Settings) -> int:
-    from .views import leaderboard_rows, results_table
+    from ..operator.views import leaderboard_rows, results_table
 
     records = _registry(settings).jobs()
     if args.manifest:
@@ -328,13 +328,13 @@ def _cmd_results(args, settings: Settings) -> int:
 
 
 def _cmd_run(args, settings: Settings) -> int:
-    from .run import run_manifest
+    from ..operator.run import run_manifest
 
     return run_manifest(Path(args.manifest), settings, workers=args.workers, console=out, keep_dir=args.keep)
 
 
 def _cmd_acl(args, settings: Settings) -> int:
-    from .acl import OPERATOR, WORKER, broker_url, new_password, render_acl
+    from ..operator.acl import OPERATOR, WORKER, broker_url, new_password, render_acl
 
     operator = settings.operator_password or new_password()
     worker = settings.worker_password or new_password()
@@ -344,7 +344,7 @@ def _cmd_acl(args, settings: Settings) -> int:
         raise UsageError(str(exc)) from None
     # The file (hashed passwords only) goes to --output, 0600, or stdout; the URLs to give out go to stderr.
     if args.output:
-        from .atomic import write_private
+        from ..atomic import write_private
 
         try:
             write_private(Path(args.output), text.encode())
@@ -358,14 +358,14 @@ def _cmd_acl(args, settings: Settings) -> int:
 
 
 def _cmd_coordinator(args, settings: Settings) -> int:
-    from .coordinator import run
+    from ..coordinator.service import run
 
     run(settings)
     return 0
 
 
 def _cmd_store_serve(args, settings: Settings) -> int:
-    from .artifacts.server import serve
+    from ..artifacts.server import serve
 
     root = Path(args.root) if args.root else settings.store_root
     limits = {k: v for k, v in (("idle_timeout_s", args.idle_timeout), ("max_connections", args.max_connections)) if v is not None}
@@ -374,7 +374,7 @@ def _cmd_store_serve(args, settings: Settings) -> int:
 
 
 def _cmd_data_synth(args, settings: Settings) -> int:
-    from .trainer.data import synthesize
+    from ..trainer.data import synthesize
 
     target = Path(args.out) if args.out else settings.data_dir
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()] if args.hosts else None
@@ -394,7 +394,7 @@ def _cmd_data_synth(args, settings: Settings) -> int:
 
 
 def _cmd_data_check(args, settings: Settings) -> int:
-    from .trainer.data import check_dataset, load_dataset
+    from ..trainer.data import check_dataset, load_dataset
 
     target = Path(args.dir) if args.dir else settings.data_dir
     schema = check_dataset(target)
@@ -423,8 +423,8 @@ def _cmd_data_check(args, settings: Settings) -> int:
 
 
 def _cmd_models(args, settings: Settings) -> int:
-    from .hyper import MODELS, schema
-    from .trainer.models import IMPLEMENTATIONS
+    from ..core.hyper import MODELS, schema
+    from ..trainer.models import IMPLEMENTATIONS
 
     rows = [{"model": m, "implemented": bool(IMPLEMENTATIONS.get(m)), "hyper": [p.describe() for p in schema(m)]} for m in MODELS]
     if args.json:
@@ -441,10 +441,10 @@ def _cmd_models(args, settings: Settings) -> int:
 def _cmd_evaluate(args, settings: Settings) -> int:
     import tempfile
 
-    from .artifacts.bundle import extract_bundle
-    from .artifacts.client import StoreClient
-    from .trainer.rescore import rescore
-    from .views import metric_cell
+    from ..artifacts.bundle import extract_bundle
+    from ..artifacts.client import StoreClient
+    from ..trainer.rescore import rescore
+    from ..operator.views import metric_cell
 
     data = Path(args.data) if args.data else settings.data_dir
     with tempfile.TemporaryDirectory(prefix="cis490-evaluate-") as tmp:
@@ -469,7 +469,7 @@ def _cmd_evaluate(args, settings: Settings) -> int:
 
 def _artifact_id(client, key: str) -> str:
     """A full artifact id, or the one artifact in the store whose id starts with `key`."""
-    from .errors import ArtifactNotFound
+    from ..errors import ArtifactNotFound
 
     if len(key) == 64:
         return key
@@ -482,9 +482,9 @@ def _artifact_id(client, key: str) -> str:
 
 
 def _cmd_manifest_init(args, settings: Settings) -> int:
-    from .atomic import write_bytes
-    from .manifest import Manifest
-    from .starter import render, starter_document
+    from ..atomic import write_bytes
+    from ..core.manifest import Manifest
+    from ..core.starter import render, starter_document
 
     text = render(starter_document(args.name))
     Manifest.from_toml(text, source="the starter manifest")  # never hand out one that does not load
@@ -505,9 +505,9 @@ def _cmd_manifest_init(args, settings: Settings) -> int:
 
 
 def _cmd_manifest_check(args, settings: Settings) -> int:
-    from .errors import ManifestError
-    from .manifest import Manifest
-    from .plan import routing_summary
+    from ..errors import ManifestError
+    from ..core.manifest import Manifest
+    from ..core.plan import routing_summary
 
     reports, bad = [], 0
     for file in args.files:
@@ -542,8 +542,8 @@ def _print_check(file: str, summary: dict) -> None:
 
 
 def _cmd_manifest_diff(args, settings: Settings) -> int:
-    from .enqueue import preview_manifest
-    from .manifest import Manifest
+    from ..operator.enqueue import preview_manifest
+    from ..core.manifest import Manifest
 
     preview = preview_manifest(Manifest.load(args.file), _registry(settings))
     if args.json:
@@ -565,7 +565,7 @@ def _cmd_manifest_diff(args, settings: Settings) -> int:
 
 
 def _diff_line(job) -> str:
-    from .plan import INSERT, LEAVE, REROUTE
+    from ..core.plan import INSERT, LEAVE, REROUTE
 
     where = f"{job.queue} at broker priority {job.broker_priority}"
     changes = "; ".join(job.changes)
@@ -581,8 +581,8 @@ def _diff_line(job) -> str:
 
 
 def _cmd_export(args, settings: Settings) -> int:
-    from .export import DEFAULT_NAMES, write
-    from .views import leaderboard_rows
+    from ..operator.export import DEFAULT_NAMES, write
+    from ..operator.views import leaderboard_rows
 
     records = _registry(settings).jobs()
     if args.manifest:
@@ -599,8 +599,8 @@ def _cmd_export(args, settings: Settings) -> int:
 
 
 def _cmd_metrics_serve(args, settings: Settings) -> int:
-    from .metrics import serve
-    from .registry import Registry
+    from ..operator.metrics import serve
+    from ..registry import Registry
 
     def ready(url: str) -> None:
         print(f"serving fleet metrics on {url}", flush=True)

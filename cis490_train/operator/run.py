@@ -15,14 +15,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .capability import Capability
-from .config import Settings
+from ..core.capability import Capability
+from ..config import Settings
 from .embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, child_env, new_token
-from .errors import DataError, EmbeddedRunError
-from .lifecycle import COMPLETED, TERMINAL
-from .manifest import Manifest
-from .registry import Registry
-from .routing import CPU, CUDA, QueueClass, ineligibility
+from ..errors import DataError, EmbeddedRunError
+from ..core.lifecycle import COMPLETED, TERMINAL
+from ..core.manifest import Manifest
+from ..registry import Registry
+from ..core.routing import CPU, CUDA, QueueClass, ineligibility
 from .views import leaderboard_rows, plain, results_table
 from .watch import watch
 
@@ -31,7 +31,7 @@ LIVE_ROWS = 40
 
 
 def ensure_dataset(settings: Settings, console: Console) -> Path:
-    from .trainer.data import synthesize
+    from ..trainer.data import synthesize
 
     data = settings.data_dir
     if data.exists():

@@ -23,20 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import lifecycle
-from .artifacts.bundle import REPORT_NAME, make_bundle
-from .artifacts.client import StoreClient
-from .capability import Capability
-from .config import Settings
-from .errors import BadRecord, BrokerUnavailable, Cis490Error, CoordinatorUnavailable, JobNotFound, StoreError
-from .joblog import LogShipper, parse_event
+from ..core import lifecycle
+from ..artifacts.bundle import REPORT_NAME, make_bundle
+from ..artifacts.client import StoreClient
+from ..core.capability import Capability
+from ..config import Settings
+from ..errors import BadRecord, BrokerUnavailable, Cis490Error, CoordinatorUnavailable, JobNotFound, StoreError
+from ..operator.joblog import LogShipper, parse_event
 from .leases import LeaseClient
-from .lifecycle import Lease
-from .paths import inside
-from .protocol import Reply
-from .registry import JobRecord, Registry
-from .routing import CPU
-from .trainer import EXIT_OOM, PARENT_PID_ENV
+from ..core.lifecycle import Lease
+from ..paths import inside
+from ..core.protocol import Reply
+from ..registry import JobRecord, Registry
+from ..core.routing import CPU
+from ..trainer import EXIT_OOM, PARENT_PID_ENV
 
 log = logging.getLogger("cis490.attempt")
 

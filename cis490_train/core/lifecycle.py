@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BadRecord
+from ..errors import BadRecord
 
 PENDING, CLAIMED, RUNNING = "pending", "claimed", "running"
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"

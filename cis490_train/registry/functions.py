@@ -24,7 +24,7 @@ import redis
 from kombu.transport import redis as kombu_redis
 from redis.lock import Lock
 
-from .errors import Cis490Error, PermissionDenied
+from ..errors import Cis490Error, PermissionDenied
 
 LIBRARY = "cis490_1"
 

@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 from .views import METRICS
 
 FORMATS = ("parquet", "csv")

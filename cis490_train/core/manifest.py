@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hyper as hyperparams
-from .errors import ManifestError
+from ..errors import ManifestError
 
 MODES = ("realistic", "oracle")
 SPLIT_RECIPES = ("host", "sample", "time")

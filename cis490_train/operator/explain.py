@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .capability import Capability
-from .manifest import HostSpec
-from .registry import JobRecord, WorkerInfo
-from .routing import QueueClass, ineligibility
+from ..core.capability import Capability
+from ..core.manifest import HostSpec
+from ..registry import JobRecord, WorkerInfo
+from ..core.routing import QueueClass, ineligibility
 
 
 def worker_verdict(job: JobRecord, qc: QueueClass, w: WorkerInfo, hosts: dict[str, HostSpec]) -> tuple[bool, str]:

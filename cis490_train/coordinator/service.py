@@ -25,17 +25,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import lifecycle
-from .artifacts.client import StoreClient
-from .artifacts.records import ArtifactRecord
-from .artifacts.summary import Summary
-from .config import Settings
-from .errors import ArtifactNotFound, BadRecord, BadRequest, JobNotFound, StoreError
-from .ids import task_id
-from .lifecycle import Transition
-from .manifest import JobSpec
-from .protocol import Op, Reply, Request, REQUESTS, reply_key, waiting_key
-from .registry import LOOP_ERRORS, RESENT, UPLOAD_BYTES, UPLOADS, JobRecord, Registry
+from ..core import lifecycle
+from ..artifacts.client import StoreClient
+from ..artifacts.records import ArtifactRecord
+from ..artifacts.summary import Summary
+from ..config import Settings
+from ..errors import ArtifactNotFound, BadRecord, BadRequest, JobNotFound, StoreError
+from ..ids import task_id
+from ..core.lifecycle import Transition
+from ..core.manifest import JobSpec
+from ..core.protocol import Op, Reply, Request, REQUESTS, reply_key, waiting_key
+from ..registry import LOOP_ERRORS, RESENT, UPLOAD_BYTES, UPLOADS, JobRecord, Registry
 
 log = logging.getLogger("cis490.coordinator")
 
@@ -53,7 +53,7 @@ Dispatch = Callable[[Registry, JobRecord], None]
 
 
 def _dispatch(registry: Registry, job: JobRecord) -> None:
-    from .tasks import dispatch
+    from ..worker.tasks import dispatch
 
     dispatch(registry, job)
 
@@ -233,7 +233,7 @@ class Coordinator:
                 self.registry.forget_unsent(job_id)
 
     def _fallbacks(self, now: float) -> None:
-        from .tasks import send_attempt
+        from ..worker.tasks import send_attempt
 
         for job_id in self.registry.due_fallbacks(now):
             job = self._each(job_id, lambda: self.registry.fall_back(job_id))
@@ -247,7 +247,7 @@ class Coordinator:
         if now - self._last_scan < LOST_SCAN_S:
             return
         self._last_scan = now
-        from .celeryconfig import broker_transport_options as transport
+        from ..celeryconfig import broker_transport_options as transport
 
         pending = self.registry.pending_sent()
         queues = {q for _, _, qs in pending for q in qs}

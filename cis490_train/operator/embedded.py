@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from .errors import EmbeddedRunError
+from ..errors import EmbeddedRunError
 
 
 def free_port() -> int:
@@ -182,7 +182,7 @@ class CoordinatorProcess(Service):
 
     def start(self, timeout: float = 30.0) -> CoordinatorProcess:
         """Start it and wait until it holds the reaper lock (it then also serves requests)."""
-        from .registry import REAPER
+        from ..registry import REAPER
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as logf:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .registry import LOOP_ERRORS, RECOVERIES, UPLOAD_BYTES, UPLOADS, Registry
+from ..registry import LOOP_ERRORS, RECOVERIES, UPLOAD_BYTES, UPLOADS, Registry
 
 log = logging.getLogger("cis490.metrics")
 DEFAULT_PORT = 9490
@@ -40,7 +40,7 @@ class Snapshot:
 
 
 def read_snapshot(registry: Registry, now: float) -> Snapshot:
-    from .celeryconfig import broker_transport_options as transport
+    from ..celeryconfig import broker_transport_options as transport
 
     registry.clear_problems()
     classes = registry.queue_classes()

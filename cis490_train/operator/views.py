@@ -16,10 +16,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .lifecycle import LEASED, STATUSES
+from ..core.lifecycle import LEASED, STATUSES
 
 if TYPE_CHECKING:
-    from .registry import JobRecord, WorkerInfo
+    from ..registry import JobRecord, WorkerInfo
 
 _STATUS_STYLE = {
     "pending": "yellow",

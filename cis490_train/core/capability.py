@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import CapabilityFileError
+from ..errors import CapabilityFileError
 
 _GIB = 1024**3
 

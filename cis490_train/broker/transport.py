@@ -14,7 +14,7 @@ import redis
 from kombu.transport import redis as kombu_redis
 from redis.lock import Lock
 
-from . import functions
+from ..registry import functions
 
 
 class FunctionScript:

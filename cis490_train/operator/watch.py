@@ -13,7 +13,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.live import Live
 
-from .registry import JobRecord, Registry
+from ..registry import JobRecord, Registry
 from .views import status_changes, watch_view
 
 Done = Callable[[list[JobRecord]], bool]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .capability import Capability
-from .errors import TierUnavailable
+from ..errors import TierUnavailable
 from .manifest import HostSpec, JobSpec
 
 CPU = "cpu"

@@ -9,11 +9,11 @@ from typing import Any
 from celery.exceptions import Reject
 
 from .attempt import AttemptRunner, Outcome, progress_line
-from .errors import BadRequest, BrokerUnavailable, CoordinatorUnavailable
-from .celery import app
-from .ids import check_attempt, check_job_id, task_id
-from .registry import JobRecord, Registry
-from .worker import runtime
+from ..errors import BadRequest, BrokerUnavailable, CoordinatorUnavailable
+from ..celery import app
+from ..ids import check_attempt, check_job_id, task_id
+from ..registry import JobRecord, Registry
+from .runtime import runtime
 
 TASK_NAME = "cis490.train"
 log = logging.getLogger("cis490.tasks")

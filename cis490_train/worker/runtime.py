@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from celery import signals
 from celery.worker.consumer import Consumer as CeleryConsumer
 
-from .capability import Capability
-from .config import Settings
-from .errors import Cis490Error
-from .registry import Registry, WorkerInfo
-from .routing import subscriptions, validate_tiers
+from ..core.capability import Capability
+from ..config import Settings
+from ..errors import Cis490Error
+from ..registry import Registry, WorkerInfo
+from ..core.routing import subscriptions, validate_tiers
 
 log = logging.getLogger("cis490.worker")
 

@@ -17,8 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 from . import lifecycle
-from .errors import BadRequest
-from .ids import HOST, check_attempt, check_job_id
+from ..errors import BadRequest
+from ..ids import HOST, check_attempt, check_job_id
 
 REQUESTS = "cis490:requests"
 REPLY_PREFIX = "cis490:reply:"

@@ -13,10 +13,10 @@ from typing import Any
 
 import redis
 
-from .errors import BadRequest, CoordinatorUnavailable
-from .lifecycle import Lease
-from .protocol import Op, Reply, Request, REQUESTS, reply_key, waiting_key
-from .registry import Registry
+from ..errors import BadRequest, CoordinatorUnavailable
+from ..core.lifecycle import Lease
+from ..core.protocol import Op, Reply, Request, REQUESTS, reply_key, waiting_key
+from ..registry import Registry
 
 ANSWER_TIMEOUT_S = 10.0
 

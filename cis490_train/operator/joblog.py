@@ -26,9 +26,9 @@ from typing import Any
 
 import redis
 
-from . import functions
-from .lifecycle import LEASED, PENDING
-from .registry import Registry, log_key
+from ..registry import functions
+from ..core.lifecycle import LEASED, PENDING
+from ..registry import Registry, log_key
 from .views import plain, progress_summary
 
 log = logging.getLogger("cis490.joblog")

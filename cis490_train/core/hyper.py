@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HyperparameterError, UnknownModelError
+from ..errors import HyperparameterError, UnknownModelError
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,15 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from . import functions, lifecycle, plan
-from .errors import BadRecord, BadRequest, BrokerUnavailable, Cis490Error, JobNotFound, PermissionDenied
-from .ids import parse_task_id
-from .lifecycle import JobState, Lease, Transition, float_field, int_field
-from .protocol import clean_progress
-from .manifest import HostSpec, JobSpec
-from .plan import Existing, JobPlan
-from .routing import QueueClass, fallback_queue
+from . import functions
+from ..core import lifecycle, plan
+from ..errors import BadRecord, BadRequest, BrokerUnavailable, Cis490Error, JobNotFound, PermissionDenied
+from ..ids import parse_task_id
+from ..core.lifecycle import JobState, Lease, Transition, float_field, int_field
+from ..core.protocol import clean_progress
+from ..core.manifest import HostSpec, JobSpec
+from ..core.plan import Existing, JobPlan
+from ..core.routing import QueueClass, fallback_queue
 
 log = logging.getLogger("cis490.registry")
 
@@ -295,7 +296,7 @@ class WorkerInfo:
 
         Any holder of the worker credential can write these records, so every field is checked.
         """
-        from .capability import Capability
+        from ..core.capability import Capability
 
         try:
             d = json.loads(raw)
