@@ -97,7 +97,7 @@ class Coordinator:
 
     def serve_one(self, timeout: float = POLL_S) -> bool:
         """Take one request (waiting up to `timeout`), act on it and reply; False when none came."""
-        with self.registry._guard():
+        with self.registry.guard():
             got = self.registry.r.blpop([REQUESTS], timeout=timeout)
         if not got:
             return False
@@ -108,12 +108,12 @@ class Coordinator:
             log.warning("refused a malformed request: %s", exc)
             self.registry.count("bad_requests")
             return True
-        with self.registry._guard():
+        with self.registry.guard():
             if not self.registry.r.exists(waiting_key(request.nonce)):
                 log.info("skipped %s of %s attempt %s: its worker stopped waiting", request.op, request.job_id, request.attempt)
                 return True
         reply = self.handle(request)
-        with self.registry._guard():
+        with self.registry.guard():
             pipe = self.registry.r.pipeline(transaction=False)
             pipe.rpush(reply_key(request.nonce), reply.encode())
             pipe.expire(reply_key(request.nonce), REPLY_KEEP_S)
@@ -137,7 +137,7 @@ class Coordinator:
         except JobNotFound:
             return Reply(False, f"no job {request.job_id} in the registry")
         except BadRecord as exc:
-            self.registry._skip(exc)
+            self.registry.report(exc)
             return Reply(False, f"the job's record cannot be read: {exc.problem}")
 
     def _claim(self, request: Request) -> Reply:
@@ -266,7 +266,7 @@ class Coordinator:
         try:
             return act()
         except BadRecord as exc:
-            self.registry._skip(exc)
+            self.registry.report(exc)
         except JobNotFound:
             pass
         return None

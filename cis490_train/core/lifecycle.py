@@ -15,6 +15,7 @@ import hmac
 import math
 import secrets
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ..errors import BadRecord
@@ -120,6 +121,14 @@ class Lease:
         return bool(state.lease_hash) and hmac.compare_digest(state.lease_hash, lease_digest(self.secret))
 
 
+class Index(StrEnum):
+    """The registry's indexes a transition changes besides the job's own record."""
+
+    LEASE = "lease"  # the job holds a lease: (re)index it at the transition's heartbeat
+    UNLEASE = "unlease"  # the lease ended
+    UNSENT = "unsent"  # the next attempt is due to be sent; the reaper sends it if nobody does
+
+
 @dataclass(frozen=True)
 class Transition:
     ok: bool
@@ -128,6 +137,7 @@ class Transition:
     record: dict[str, Any] | None = None
     new_record: dict[str, Any] | None = None
     dispatch: int | None = None
+    indexes: frozenset[Index] = frozenset()
 
     @classmethod
     def refuse(cls, reason: str) -> Transition:
@@ -170,6 +180,7 @@ def claim(state: JobState, lease: Lease, now: float) -> Transition:
             "updated_at": now,
         },
         new_record={"attempt": lease.attempt, "worker": lease.worker, "host": lease.host, "claimed_at": now},
+        indexes=frozenset({Index.LEASE}),
     )
 
 
@@ -181,6 +192,7 @@ def start(state: JobState, lease: Lease, now: float) -> Transition:
         ok=True,
         changes={"status": RUNNING, "started_at": now, "heartbeat_at": now, "updated_at": now},
         record={"started_at": now},
+        indexes=frozenset({Index.LEASE}),
     )
 
 
@@ -191,7 +203,7 @@ def beat(state: JobState, lease: Lease, now: float, progress: str = "") -> Trans
     changes: dict[str, Any] = {"heartbeat_at": now}
     if progress:
         changes["progress"] = progress
-    return Transition(ok=True, changes=changes)
+    return Transition(ok=True, changes=changes, indexes=frozenset({Index.LEASE}))
 
 
 def complete(state: JobState, lease: Lease, now: float, artifact_id: str, result: str) -> Transition:
@@ -208,6 +220,7 @@ def complete(state: JobState, lease: Lease, now: float, artifact_id: str, result
             "updated_at": now,
         },
         record={"finished_at": now, "outcome": COMPLETED, "artifact_id": artifact_id},
+        indexes=frozenset({Index.UNLEASE}),
     )
 
 
@@ -244,10 +257,11 @@ def _end_attempt(state: JobState, now: float, failure: str, error: str, retry: b
             changes={**common, "status": PENDING, "attempt": nxt, "sent": 0, "worker": "", "host": "", "lease": ""},
             record=record,
             dispatch=nxt,
+            indexes=frozenset({Index.UNLEASE, Index.UNSENT}),
         )
     if retry:
         common["error"] = f"{error} (gave up after {state.starts} of max_attempts={state.max_attempts})"
-    return Transition(ok=True, changes={**common, "status": FAILED, "finished_at": now, "lease": ""}, record=record)
+    return Transition(ok=True, changes={**common, "status": FAILED, "finished_at": now, "lease": ""}, record=record, indexes=frozenset({Index.UNLEASE}))
 
 
 def requeue(state: JobState, now: float) -> Transition:
@@ -279,6 +293,7 @@ def requeue(state: JobState, now: float) -> Transition:
         },
         record=record,
         dispatch=nxt,
+        indexes=frozenset({Index.UNLEASE, Index.UNSENT}),
     )
 
 
@@ -299,6 +314,7 @@ def cancel(state: JobState, now: float) -> Transition:
             "lease": "",
         },
         record=record,
+        indexes=frozenset({Index.UNLEASE}),
     )
 
 
@@ -321,4 +337,4 @@ def resend(state: JobState, attempt: int, now: float) -> Transition:
 
 def _next_message(state: JobState, now: float) -> Transition:
     nxt = state.attempt + 1
-    return Transition(ok=True, changes={"attempt": nxt, "sent": 0, "updated_at": now}, dispatch=nxt)
+    return Transition(ok=True, changes={"attempt": nxt, "sent": 0, "updated_at": now}, dispatch=nxt, indexes=frozenset({Index.UNSENT}))

@@ -50,7 +50,7 @@ class LeaseClient:
         nonce = secrets.token_hex(16)
         request = Request(op, job_id, lease.attempt, lease.worker, lease.host, lease.secret, nonce, body or {})
         r = self.registry.r
-        with self.registry._guard():
+        with self.registry.guard():
             pipe = r.pipeline(transaction=False)
             pipe.set(waiting_key(nonce), 1, px=int(self.timeout_s * 1000))
             pipe.rpush(REQUESTS, request.encode())
