@@ -78,6 +78,8 @@ def dispatch_latency(url: str, workdir: Path, n: int, warmup: int) -> list[float
     The jobs name a train host the data lacks, so each trainer exits at once and the worker is idle
     again quickly; the trainer's start is not part of the figure.
     """
+    from cis490_train.broker.messages import Messages
+    from cis490_train.config import Settings
     from cis490_train.operator.embedded import CoordinatorProcess, WorkerProcess, child_env
     from cis490_train.operator.enqueue import apply_manifest
     from cis490_train.core.manifest import Manifest
@@ -87,6 +89,7 @@ def dispatch_latency(url: str, workdir: Path, n: int, warmup: int) -> list[float
     data = synthesize(workdir / "data", small=True)
     registry = Registry(url)
     env = child_env(CIS490_BROKER_URL=url, CIS490_RESULT_BACKEND=url, CIS490_DATA_DIR=str(data), CIS490_WORK_DIR=str(workdir / "work"))
+    messages = Messages.from_settings(Settings.from_env(env))
     coordinator = CoordinatorProcess(env, workdir / "dispatch-coordinator.log").start()
     worker = WorkerProcess("dispatch@bench", "cpu", env, workdir / "dispatch-worker.log").start(registry)
     try:
@@ -97,7 +100,7 @@ def dispatch_latency(url: str, workdir: Path, n: int, warmup: int) -> list[float
             )
             job_id = manifest.jobs[0].job_id
             start = time.time()
-            apply_manifest(manifest, registry)
+            apply_manifest(manifest, registry, messages)
             while not (job := registry.get(job_id)).claimed_at:
                 time.sleep(0.0005)
             if i >= warmup:
@@ -138,6 +141,8 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
     import celery
     import redis
 
+    from cis490_train.broker.messages import Messages
+    from cis490_train.config import Settings
     from cis490_train.operator.enqueue import apply_manifest
     from cis490_train.operator.explain import explain_job
     from cis490_train.core.manifest import Manifest
@@ -158,6 +163,7 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
     path = workdir / "bench.toml"
     path.write_text(manifest_text(n_jobs))
     registry = Registry(url)
+    messages = Messages.from_settings(Settings.from_env())
     raw_runs, batched_runs, apply_runs = [], [], []
     for _ in range(3):
         for name in ("cis490:*", "cpu.gbt*"):  # kombu's bindings stay: its producers remember declaring them
@@ -170,7 +176,7 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
         assert r.llen("raw-idle") == n_jobs
         r.delete("raw-idle")
         start = time.perf_counter()
-        first = apply_manifest(Manifest.load(path), registry)
+        first = apply_manifest(Manifest.load(path), registry, messages)
         apply_runs.append(time.perf_counter() - start)
         assert first.sent == n_jobs and len(first.inserted) == n_jobs
     raw_s, raw_batched_s, apply_s = (statistics.median(x) for x in (raw_runs, batched_runs, apply_runs))
@@ -179,7 +185,7 @@ def run(url: str, workdir: Path, n_jobs: int, n_trips: int, warmup: int, n_dispa
     reapply = []
     for _ in range(3):
         start = time.perf_counter()
-        again = apply_manifest(Manifest.load(path), registry)
+        again = apply_manifest(Manifest.load(path), registry, messages)
         reapply.append(time.perf_counter() - start)
         assert again.sent == 0 and len(again.unchanged) == n_jobs
     after = sum(r.llen(k) for k in r.scan_iter("cpu.gbt*"))

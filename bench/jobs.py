@@ -59,12 +59,13 @@ class Fleet:
 
     def __init__(self, workdir: Path):
         from cis490_train.operator.embedded import CoordinatorProcess, RedisServer, StoreServer, new_token
+        from cis490_train.broker.messages import Messages
+        from cis490_train.config import Settings
         from cis490_train.registry import Registry
         from cis490_train.trainer.data import synthesize
 
         self.workdir = workdir
         self.redis = RedisServer(workdir / "redis").start()
-        # The Celery app this process sends with reads its broker from the environment when first imported.
         os.environ.update(CIS490_BROKER_URL=self.redis.url, CIS490_RESULT_BACKEND=self.redis.url, RAW_BROKER_URL=self.redis.url)
         self.data = synthesize(workdir / "data", small=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CIS490_")}
@@ -83,6 +84,7 @@ class Fleet:
         self.env["CIS490_STORE_URL"] = self.store.url
         self.coordinator = CoordinatorProcess(self.env, workdir / "coordinator.log").start()
         self.registry = Registry(self.redis.url)
+        self.messages = Messages.from_settings(Settings.from_env(self.env))
         self.workers: list = []
         self._count = itertools.count(1)
 
@@ -117,7 +119,7 @@ class Fleet:
         from cis490_train.core.manifest import Manifest
 
         manifest = Manifest.from_toml(text)
-        apply_manifest(manifest, self.registry)
+        apply_manifest(manifest, self.registry, self.messages)
         return [spec.job_id for spec in manifest.jobs]
 
     def close(self) -> None:

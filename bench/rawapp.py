@@ -6,7 +6,7 @@ import os
 
 from celery import Celery
 
-from cis490_train.celeryconfig import broker_transport_options
+from cis490_train.broker.app import transport_options
 
 URL = os.environ.get("RAW_BROKER_URL", "redis://127.0.0.1:6379/0")
 
@@ -19,7 +19,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_concurrency=1,
     worker_pool="threads",
-    broker_transport_options=broker_transport_options,
+    broker_transport_options=transport_options(),
 )
 
 

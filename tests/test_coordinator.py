@@ -19,11 +19,21 @@ from cis490_train.registry import LOOP_ERRORS, Registry
 pytestmark = pytest.mark.integration
 
 
+class Sent(list):
+    """Records what the coordinator would send, instead of sending it."""
+
+    def dispatch(self, registry, job) -> None:
+        self.append((job.job_id, job.attempt))
+
+    def send(self, job_id, attempt, queue, priority) -> None:
+        self.append((job_id, attempt, queue))
+
+
 @pytest.fixture
 def coordinator(redis_url, tmp_path):
     settings = Settings.from_env({"CIS490_BROKER_URL": redis_url, "HOME": str(tmp_path)})
-    sent = []
-    c = Coordinator(settings, name="test-coordinator", dispatch=lambda registry, job: sent.append((job.job_id, job.attempt)))
+    sent = Sent()
+    c = Coordinator(settings, name="test-coordinator", messages=sent)
     c.registry.load_functions()
     c.sent = sent
     yield c

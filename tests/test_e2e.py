@@ -151,7 +151,10 @@ def test_stale_and_duplicate_messages_change_nothing_and_priority_orders_work(fl
     # Requeue the lowest-priority job while no worker runs: its attempt-1 message turns stale,
     # and attempt 2 is sent twice (a duplicate delivery).
     assert registry.requeue(low.job_id).dispatch == 2
-    send = f"from cis490_train.worker.tasks import send_attempt; send_attempt({low.job_id!r}, 2, {low.queue!r}, {low.broker_priority})"
+    send = (
+        "from cis490_train.broker.messages import Messages; from cis490_train.config import Settings; "
+        f"Messages.from_settings(Settings.from_env()).send({low.job_id!r}, 2, {low.queue!r}, {low.broker_priority})"
+    )
     python(fleet_env, send)
     python(fleet_env, send)
 

@@ -14,7 +14,9 @@ import redis
 from kombu import Connection, Exchange, Producer, Queue
 from prometheus_client.parser import text_string_to_metric_families
 
-from cis490_train.celeryconfig import broker_transport_options
+from cis490_train.broker.app import transport_options
+
+broker_transport_options = transport_options()
 from cis490_train.operator.embedded import free_port
 from cis490_train.core.lifecycle import STATUSES, Lease
 from cis490_train.core.manifest import JobSpec

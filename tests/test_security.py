@@ -13,7 +13,9 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from cis490_train.celeryconfig import broker_transport_options
+from cis490_train.broker.app import transport_options
+
+broker_transport_options = transport_options()
 from cis490_train.operator.acl import OPERATOR, WORKER, broker_url, new_password, render_acl
 from cis490_train.operator.embedded import RedisServer
 from cis490_train.operator.metrics import read_snapshot

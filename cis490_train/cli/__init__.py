@@ -46,6 +46,12 @@ def _report_problems() -> None:
                 print(f"warning: skipped {problem}", file=sys.stderr)
 
 
+def _messages(settings: Settings):
+    from ..broker.messages import Messages
+
+    return Messages.from_settings(settings)
+
+
 def _print_json(data) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -76,7 +82,7 @@ def _cmd_enqueue(args, settings: Settings) -> int:
     from ..core.manifest import Manifest
 
     manifest = Manifest.load(args.manifest)
-    report = apply_manifest(manifest, _registry(settings))
+    report = apply_manifest(manifest, _registry(settings), _messages(settings))
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -289,14 +295,13 @@ def _cmd_cancel(args, settings: Settings) -> int:
 
 
 def _cmd_requeue(args, settings: Settings) -> int:
-    from ..worker.tasks import dispatch
-
     registry = _registry(settings)
+    messages = _messages(settings)
     records = _select(registry, args)
     for r in records:
         registry.requeue(r.job_id)
         again = registry.get(r.job_id)
-        dispatch(registry, again)
+        messages.dispatch(registry, again)
         out.print(plain(f"requeued {r.name} ({r.job_id}), was {r.status}: attempt {again.attempt}"))
     out.print(f"{len(records)} requeued")
     return 0

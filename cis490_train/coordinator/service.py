@@ -27,6 +27,8 @@ from typing import Any
 
 from ..core import lifecycle
 from ..artifacts.client import StoreClient
+from ..broker.app import transport_options
+from ..broker.messages import Messages
 from ..artifacts.records import ArtifactRecord
 from ..artifacts.summary import Summary
 from ..config import Settings
@@ -49,22 +51,13 @@ LOST_SCAN_S = 5.0
 REPLY_KEEP_S = 60
 POLL_S = 1.0
 
-Dispatch = Callable[[Registry, JobRecord], None]
-
-
-def _dispatch(registry: Registry, job: JobRecord) -> None:
-    from ..worker.tasks import dispatch
-
-    dispatch(registry, job)
-
-
 class Coordinator:
-    def __init__(self, settings: Settings, name: str | None = None, dispatch: Dispatch = _dispatch):
+    def __init__(self, settings: Settings, name: str | None = None, messages: Messages | None = None):
         self.settings = settings
         self.name = name or f"coordinator-{os.getpid()}@{socket.gethostname()}"
         self.registry = Registry(settings.broker_url, patience_s=REDIS_PATIENCE_S)
         self.store = StoreClient(settings.store_url, token=None, timeout=30.0)
-        self.dispatch = dispatch
+        self.messages = messages or Messages.from_settings(settings)
         self.stopping = threading.Event()
         self.started_at = time.time()
         self._suspects: set[tuple[str, int]] = set()
@@ -155,7 +148,7 @@ class Coordinator:
         retry = lifecycle.should_retry(failure, job.spec.retry_on_error)
         t = self.registry.fail(request.job_id, request.lease, failure, request.body["error"], retry)
         if t.ok and t.dispatch is not None:
-            self.dispatch(self.registry, self.registry.get(request.job_id))
+            self.messages.dispatch(self.registry, self.registry.get(request.job_id))
             return Reply(True, requeued=True)
         return _reply(t)
 
@@ -163,7 +156,7 @@ class Coordinator:
         """A host took a CUDA job's message but cannot start it now: say why on the job and send it again."""
         if not self.registry.note_waiting(request.job_id, request.attempt, request.body["reason"]):
             return Reply(False, "job moved on")
-        self.dispatch(self.registry, self.registry.get(request.job_id))
+        self.messages.dispatch(self.registry, self.registry.get(request.job_id))
         return Reply(True, requeued=True)
 
     def _complete(self, request: Request) -> Reply:
@@ -213,33 +206,31 @@ class Coordinator:
                 job = self.registry.get(job_id)
                 log.warning("reaper: %s (%s) %s; %s", job.name, job_id, job.error, "requeued" if t.dispatch else "failed")
                 if t.dispatch is not None:
-                    self.dispatch(self.registry, job)
+                    self.messages.dispatch(self.registry, job)
 
     def _taken_unclaimed(self, now: float) -> None:
         stale = self.settings.stale_after_s
         limbo = max(3 * stale, self.settings.vram_wait_s + 2 * stale)
         for job in self.registry.release_taken_unclaimed(now - limbo):
             log.warning("reaper: %s attempt %s was taken by a worker that never claimed it; sending it again", job.name, job.attempt)
-            self.dispatch(self.registry, job)
+            self.messages.dispatch(self.registry, job)
 
     def _unsent(self, now: float) -> None:
         for job_id in self.registry.unsent_before(now - UNSENT_GRACE_S):
             job = self.registry.readable(job_id)
             if job is not None and job.status == lifecycle.PENDING and not job.sent:
                 log.warning("reaper: sending %s attempt %s, whose message never reached the broker", job.name, job.attempt)
-                self.dispatch(self.registry, job)
+                self.messages.dispatch(self.registry, job)
                 self.registry.count(RESENT)
             else:
                 self.registry.forget_unsent(job_id)
 
     def _fallbacks(self, now: float) -> None:
-        from ..worker.tasks import send_attempt
-
         for job_id in self.registry.due_fallbacks(now):
             job = self._each(job_id, lambda: self.registry.fall_back(job_id))
             if job is not None:
                 log.info("reaper: no CUDA host started %s in %ss; offering it to the CPU tier (%s)", job.name, job.spec.prefer_cuda_grace_s, job.fallback_queue)
-                send_attempt(job.job_id, job.attempt, job.fallback_queue, job.broker_priority)
+                self.messages.send(job.job_id, job.attempt, job.fallback_queue, job.broker_priority)
 
     def _lost_messages(self, now: float) -> None:
         """The registry, not the broker, is the truth about pending work: a pending job whose message
@@ -247,8 +238,7 @@ class Coordinator:
         if now - self._last_scan < LOST_SCAN_S:
             return
         self._last_scan = now
-        from ..celeryconfig import broker_transport_options as transport
-
+        transport = transport_options()
         pending = self.registry.pending_sent()
         queues = {q for _, _, qs in pending for q in qs}
         present = self.registry.broker_task_ids(queues, transport["priority_steps"], transport["sep"]) if pending else set()
@@ -259,7 +249,7 @@ class Coordinator:
             if t is not None and t.ok:
                 job = self.registry.get(job_id)
                 log.warning("reaper: the message of %s attempt %s left the broker unclaimed; sending attempt %s", job.name, attempt, job.attempt)
-                self.dispatch(self.registry, job)
+                self.messages.dispatch(self.registry, job)
 
     def _each(self, job_id: str, act: Callable[[], Any]) -> Any:
         """One job's step of a pass: a record that cannot be read is reported and skipped, not fatal."""

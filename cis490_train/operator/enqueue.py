@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..broker.messages import Messages
 from ..core import plan
 from ..core.manifest import Manifest
 from ..registry import ApplyOutcome, JobRecord, Registry, spec_digest
@@ -53,10 +54,7 @@ class ApplyReport:
         }
 
 
-def apply_manifest(manifest: Manifest, registry: Registry) -> ApplyReport:
-    from ..celery import app
-    from ..worker.tasks import send_attempt
-
+def apply_manifest(manifest: Manifest, registry: Registry, messages: Messages) -> ApplyReport:
     registry.ping()
     plans = plan.routed(manifest)
     registry.set_hosts(manifest.hosts.values())
@@ -68,10 +66,10 @@ def apply_manifest(manifest: Manifest, registry: Registry) -> ApplyReport:
     if to_send:
         # One pipelined round trip per batch instead of one per message; a crash midway leaves the
         # rest marked unsent, and the reaper sends them.
-        with app.producer_or_acquire() as producer, producer.batch(max_size=SEND_BATCH):
+        with messages.batch(SEND_BATCH) as producer:
             for o in to_send:
                 p = plan_of[o.job_id]
-                send_attempt(o.job_id, o.attempt, p.queue, p.broker_priority, producer=producer)
+                messages.send(o.job_id, o.attempt, p.queue, p.broker_priority, producer=producer)
         registry.mark_sent((o.job_id, o.attempt) for o in to_send)
 
     by = {"inserted": [], "updated": [], "unchanged": []}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..broker.app import transport_options
 from ..registry import LOOP_ERRORS, RECOVERIES, UPLOAD_BYTES, UPLOADS, Registry
 
 log = logging.getLogger("cis490.metrics")
@@ -40,8 +41,7 @@ class Snapshot:
 
 
 def read_snapshot(registry: Registry, now: float) -> Snapshot:
-    from ..celeryconfig import broker_transport_options as transport
-
+    transport = transport_options()
     registry.clear_problems()
     classes = registry.queue_classes()
     depths = registry.queue_depths((qc.name for qc in classes), transport["priority_steps"], transport["sep"])

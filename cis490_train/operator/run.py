@@ -8,8 +8,6 @@ only when every job this machine may run completed.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,12 +15,14 @@ from rich.console import Console
 
 from ..core.capability import Capability
 from ..config import Settings
+from ..broker.messages import Messages
 from .embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, child_env, new_token
 from ..errors import DataError, EmbeddedRunError
 from ..core.lifecycle import COMPLETED, TERMINAL
 from ..core.manifest import Manifest
 from ..registry import Registry
 from ..core.routing import CPU, CUDA, QueueClass, ineligibility
+from .enqueue import apply_manifest
 from .views import leaderboard_rows, plain, results_table
 from .watch import watch
 
@@ -82,10 +82,7 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
             fleet.append(w.start(registry))
         console.print(f"private Redis {redis_server.url}, store {store.url} (root {settings.store_root}), {workers} worker(s) serving {','.join(tiers)}")
 
-        enq = subprocess.run([sys.executable, "-m", "cis490_train.enqueue", str(path)], env=env, capture_output=True, text=True)
-        if enq.returncode != 0:
-            raise EmbeddedRunError(f"enqueue failed: {enq.stderr.strip() or enq.stdout.strip()}")
-        console.print(plain(enq.stdout.strip(), keep="\n"), markup=False)
+        console.print(plain(apply_manifest(manifest, registry, Messages.from_settings(Settings.from_env(env))).summary()), markup=False)
         for line in skipped.values():
             console.print(plain(f"not runnable on this machine: {line}"), markup=False)
 

@@ -58,7 +58,7 @@ class AclFleet:
     def send(self, env: dict[str, str], args: list, queue: str, tid: str) -> None:
         """Send one raw `cis490.train` message, as any holder of a credential that may write queues can."""
         code = (
-            "import json, sys\nfrom cis490_train.worker.tasks import app\n"
+            "import json, sys\nfrom cis490_train.worker.app import app\n"
             "app.send_task('cis490.train', args=json.loads(sys.argv[1]), queue=sys.argv[2], routing_key=sys.argv[2], task_id=sys.argv[3])\n"
         )
         subprocess.run([sys.executable, "-c", code, json.dumps(args), queue, tid], env=env, check=True, timeout=60)
