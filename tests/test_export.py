@@ -14,7 +14,7 @@ from cis490_train.operator.export import columns
 from cis490_train.core.lifecycle import Lease
 from cis490_train.core.manifest import JobSpec
 from cis490_train.core.routing import QueueClass
-from cis490_train.operator.views import METRICS
+from cis490_train.core.scores import METRICS
 from conftest import cli
 
 pytestmark = pytest.mark.integration

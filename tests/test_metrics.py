@@ -18,7 +18,7 @@ from cis490_train.broker.app import transport_options
 
 broker_transport_options = transport_options()
 from cis490_train.operator.embedded import free_port
-from cis490_train.core.lifecycle import STATUSES, Lease
+from cis490_train.core.lifecycle import Lease, Status
 from cis490_train.core.manifest import JobSpec
 from cis490_train.registry import RESENT
 from cis490_train.core.routing import QueueClass
@@ -90,7 +90,7 @@ def test_scraped_figures_match_the_registry(fleet_env, registry, redis_url, stor
     m = scrape(url)
     assert m[("cis490_up", ())] == 1
     counts = Counter(r.status for r in registry.jobs())
-    for status in STATUSES:
+    for status in Status:
         assert m[("cis490_jobs", (("status", status),))] == counts[status], status
     assert counts["completed"] == 1 and counts["pending"] == 1
     waiting = registry.find("waits-for-a-gpu")

@@ -9,6 +9,7 @@ from cis490_train.errors import TierUnavailable
 from cis490_train.core.manifest import HostSpec, JobSpec
 from cis490_train.core.routing import (
     QueueClass,
+    QueueName,
     broker_priorities,
     ineligibility,
     job_tier,
@@ -123,3 +124,12 @@ def test_broker_priorities_keep_manifest_order():
     assert min(wide.values()) == 0 and max(wide.values()) == 9
     ordered = [wide[p] for p in sorted(wide, reverse=True)]
     assert ordered == sorted(ordered)
+
+
+def test_a_class_queue_name_parses_back_to_its_parts():
+    narrowed = QueueClass.for_job(JobSpec(name="x", model="gbt", allowed_hosts=("a",)))
+    parsed = QueueClass.parse(narrowed.name)
+    assert (parsed.tier, parsed.model, len(parsed.digest), parsed.cuda) == ("cpu", "gbt", 8, False)
+    assert QueueClass.parse("cuda-8g.mlp") == QueueName("cuda-8g", "mlp") and QueueClass.parse("cuda.lstm").cuda
+    for other in ("cpu", "celery", "x.gbt", "cpu.gbt.a.b", "cuda-0g.mlp", "reply.celery.pidbox", "cpu."):
+        assert QueueClass.parse(other) is None, other

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 from cis490_train.trainer.models import Progress
 from cis490_train.trainer.progress import Reporter
@@ -102,8 +103,17 @@ def test_non_finite_losses_become_null_and_events_pass_through():
     assert done == {"event": "done", "report": "report.json"}
 
 
-def test_ticker_thread_starts_and_stops():
-    reporter, _, _ = make()
+def test_ticker_thread_repeats_the_state_while_the_model_is_silent_until_stopped():
+    reporter, stream, clock = make()
+    reporter.phase("train")
     reporter.start_ticker()
+    clock.now += 5.0  # a whole tick of silence
+    deadline = time.monotonic() + 10
+    while len(lines(stream)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     reporter.stop_ticker()
-    reporter.stop_ticker()
+    assert len(lines(stream)) == 2 and lines(stream)[1]["phase"] == "train"
+    reporter.stop_ticker()  # stopping twice is harmless
+    clock.now += 5.0
+    reporter.tick()  # a tick by hand still works once the thread is gone
+    assert len(lines(stream)) == 3

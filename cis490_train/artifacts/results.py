@@ -12,11 +12,12 @@ from pathlib import Path
 
 import tornado.template
 
+from ..core.scores import LABELS, METRICS
+from ..core.text import duration
 from .records import ArtifactRecord
-from .summary import METRICS, Estimate, Summary
+from .summary import Estimate, Summary
 
 TEMPLATES = Path(__file__).parent / "templates"
-METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced acc."}
 BAR_WIDTH = 100
 CHART_WIDTH, CHART_HEIGHT = 360, 140
 CHART_PAD = (36, 12, 10, 22)  # left, right, top, bottom
@@ -100,7 +101,7 @@ def build_page(entries: list[tuple[ArtifactRecord, Summary | None]]) -> Page:
 def render(page: Page) -> bytes:
     return _LOADER.load("results.html").generate(
         page=page,
-        labels=METRIC_LABELS,
+        labels=LABELS,
         bar_width=BAR_WIDTH,
         chart_width=CHART_WIDTH,
         chart_height=CHART_HEIGHT,
@@ -111,15 +112,7 @@ def render(page: Page) -> bytes:
 
 
 def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return duration(seconds, words=True, none="—")
 
 
 def format_size(size: int) -> str:
@@ -142,7 +135,7 @@ def _bars(summary: Summary | None) -> tuple[Bar | None, ...]:
     out = []
     for name in METRICS:
         est = summary.metric(name)
-        out.append(Bar(METRIC_LABELS[name], est, summary.baseline_of(name)) if est else None)
+        out.append(Bar(LABELS[name], est, summary.baseline_of(name)) if est else None)
     return tuple(out)
 
 

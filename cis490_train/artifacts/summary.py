@@ -19,11 +19,11 @@ from typing import Any
 
 import zstandard
 
+from ..core.scores import METRICS
 from .bundle import REPORT_NAME, BoundedTarInfo
 from .records import NAME
 
 SUMMARY_NAME = "summary.json"
-METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 SCAN_BYTES = 16 << 20  # decompressed bytes read looking for the report before giving up
 MAX_MEMBERS = 8
 MAX_REPORT_BYTES = 4 << 20

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..config import Settings
+from ..core.lifecycle import TERMINAL, Status
 from ..errors import Cis490Error, UsageError
 from ..operator.views import plain
 
@@ -119,7 +120,6 @@ def _cmd_status(args, settings: Settings) -> int:
 def _watch_status(args, settings: Settings) -> int:
     """Redraw the jobs until Ctrl-C (exit 0) or, with --until-done, until none is pending or running
     (exit 1 if one of them failed)."""
-    from ..core.lifecycle import FAILED, TERMINAL
     from ..operator.watch import watch
 
     if args.json:
@@ -133,7 +133,7 @@ def _watch_status(args, settings: Settings) -> int:
         records = watch(_registry(settings), out, interval=interval, limit=None if args.all else args.limit, keep=keep, done=done)
     except KeyboardInterrupt:
         return 0
-    return 1 if any(r.status == FAILED for r in records) else 0
+    return 1 if any(r.status == Status.FAILED for r in records) else 0
 
 
 def _record_dict(r) -> dict:
@@ -273,7 +273,7 @@ def _select(registry, args) -> list:
     if args.model:
         records = [r for r in records if r.spec.model == args.model]
     if getattr(args, "all_failed", False):
-        records = [r for r in records if r.status == "failed"]
+        records = [r for r in records if r.status == Status.FAILED]
     return records
 
 
@@ -281,7 +281,7 @@ def _cmd_cancel(args, settings: Settings) -> int:
     registry = _registry(settings)
     records = _select(registry, args)
     if args.model:
-        records = [r for r in records if r.status not in ("completed", "failed", "cancelled")]
+        records = [r for r in records if r.status not in TERMINAL]
     refused = 0
     for r in records:
         t = registry.cancel(r.job_id)

@@ -34,7 +34,7 @@ from ..artifacts.summary import Summary
 from ..config import Settings
 from ..errors import ArtifactNotFound, BadRecord, BadRequest, JobNotFound, StoreError
 from ..ids import task_id
-from ..core.lifecycle import Transition
+from ..core.lifecycle import AttemptOutcome, Transition
 from ..core.manifest import JobSpec
 from ..core.protocol import Op, Reply, Request, REQUESTS, reply_key, waiting_key
 from ..registry import LOOP_ERRORS, RESENT, UPLOAD_BYTES, UPLOADS, JobRecord, Registry
@@ -204,7 +204,7 @@ class Coordinator:
             t = self._each(job_id, lambda: self.registry.reap(job_id, stale, watching_since=self.started_at))
             if t is not None and t.ok:
                 job = self.registry.get(job_id)
-                log.warning("reaper: %s (%s) %s; %s", job.name, job_id, job.error, "requeued" if t.dispatch else "failed")
+                log.warning("reaper: %s (%s) %s; %s", job.name, job_id, job.error, AttemptOutcome.REQUEUED if t.dispatch else AttemptOutcome.FAILED)
                 if t.dispatch is not None:
                     self.messages.dispatch(self.registry, job)
 
@@ -218,7 +218,7 @@ class Coordinator:
     def _unsent(self, now: float) -> None:
         for job_id in self.registry.unsent_before(now - UNSENT_GRACE_S):
             job = self.registry.readable(job_id)
-            if job is not None and job.status == lifecycle.PENDING and not job.sent:
+            if job is not None and job.status == lifecycle.Status.PENDING and not job.sent:
                 log.warning("reaper: sending %s attempt %s, whose message never reached the broker", job.name, job.attempt)
                 self.messages.dispatch(self.registry, job)
                 self.registry.count(RESENT)

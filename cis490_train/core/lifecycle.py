@@ -20,29 +20,54 @@ from typing import Any
 
 from ..errors import BadRecord
 
-PENDING, CLAIMED, RUNNING = "pending", "claimed", "running"
-COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
-STATUSES = (PENDING, CLAIMED, RUNNING, COMPLETED, FAILED, CANCELLED)
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
-LEASED = frozenset({CLAIMED, RUNNING})
 
-# Failure types. Infrastructure failures (and running out of memory, which another host may not)
-# are retried up to max_attempts; the job's own errors only when it sets retry_on_error.
-TRAINER_ERROR = "trainer_error"
-OOM = "oom"
-TIMEOUT = "timeout"
-WORKER_LOST = "worker_lost"
-WORKER_SHUTDOWN = "worker_shutdown"
-UPLOAD_ERROR = "upload_error"
-CANCELLED_FAILURE = "cancelled"
-FAILURE_TYPES = (TRAINER_ERROR, OOM, TIMEOUT, WORKER_LOST, WORKER_SHUTDOWN, UPLOAD_ERROR, CANCELLED_FAILURE)
-INFRASTRUCTURE = frozenset({UPLOAD_ERROR, WORKER_SHUTDOWN, WORKER_LOST, OOM})
+class Status(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+LEASED = frozenset({Status.CLAIMED, Status.RUNNING})
+_STATUSES = frozenset(Status)
+
+
+class Failure(StrEnum):
+    """Why an attempt ended without a result. Infrastructure failures (and running out of memory,
+    which another host may not) are retried up to max_attempts; the job's own errors only when it
+    sets retry_on_error."""
+
+    TRAINER_ERROR = "trainer_error"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker_lost"
+    WORKER_SHUTDOWN = "worker_shutdown"
+    UPLOAD_ERROR = "upload_error"
+    CANCELLED = "cancelled"
+
+
+INFRASTRUCTURE = frozenset({Failure.UPLOAD_ERROR, Failure.WORKER_SHUTDOWN, Failure.WORKER_LOST, Failure.OOM})
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt on one worker ended, as the worker reports it (and its log stream's end says)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REQUEUED = "requeued"  # it failed, and the job goes on to its next attempt
+    CANCELLED = "cancelled"
+    DEFERRED = "deferred"  # put back: the host could not start it now (VRAM)
+    DROPPED = "dropped"  # a message that was stale, a duplicate or not well-formed
+    LEASE_LOST = "lease_lost"  # the job moved on while it ran
 
 
 def should_retry(failure: str, retry_on_error: bool) -> bool:
     if failure in INFRASTRUCTURE:
         return True
-    return retry_on_error and failure in (TRAINER_ERROR, TIMEOUT)
+    return retry_on_error and failure in (Failure.TRAINER_ERROR, Failure.TIMEOUT)
 
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -88,9 +113,9 @@ class JobState:
     @classmethod
     def from_fields(cls, f: dict[str, str], key: str = "") -> JobState:
         """The fields a transition decides on; BadRecord (naming `key`) when one is malformed."""
-        status = f.get("status", PENDING)
-        if status not in STATUSES:
-            raise BadRecord(key, f"status {status[:40]!r} is not one of {', '.join(STATUSES)}")
+        status = f.get("status", Status.PENDING)
+        if status not in _STATUSES:
+            raise BadRecord(key, f"status {status[:40]!r} is not one of {', '.join(Status)}")
         return cls(
             status=status,
             attempt=int_field(f, "attempt", 0, key),
@@ -157,14 +182,14 @@ def _fenced(state: JobState, lease: Lease, allowed: frozenset[str] | set[str]) -
 def claim(state: JobState, lease: Lease, now: float) -> Transition:
     if lease.attempt != state.attempt:
         return Transition.refuse(f"stale attempt {lease.attempt}: the job is on attempt {state.attempt}")
-    if state.status != PENDING:
+    if state.status != Status.PENDING:
         return Transition.refuse(f"job is {state.status}")
     if len(lease.secret) < 32:
         return Transition.refuse("a claim needs a secret of at least 32 characters")
     return Transition(
         ok=True,
         changes={
-            "status": CLAIMED,
+            "status": Status.CLAIMED,
             "lease": lease_digest(lease.secret),
             "worker": lease.worker,
             "host": lease.host,
@@ -185,12 +210,12 @@ def claim(state: JobState, lease: Lease, now: float) -> Transition:
 
 
 def start(state: JobState, lease: Lease, now: float) -> Transition:
-    why = _fenced(state, lease, {CLAIMED})
+    why = _fenced(state, lease, {Status.CLAIMED})
     if why:
         return Transition.refuse(why)
     return Transition(
         ok=True,
-        changes={"status": RUNNING, "started_at": now, "heartbeat_at": now, "updated_at": now},
+        changes={"status": Status.RUNNING, "started_at": now, "heartbeat_at": now, "updated_at": now},
         record={"started_at": now},
         indexes=frozenset({Index.LEASE}),
     )
@@ -207,19 +232,19 @@ def beat(state: JobState, lease: Lease, now: float, progress: str = "") -> Trans
 
 
 def complete(state: JobState, lease: Lease, now: float, artifact_id: str, result: str) -> Transition:
-    why = _fenced(state, lease, {RUNNING})
+    why = _fenced(state, lease, {Status.RUNNING})
     if why:
         return Transition.refuse(why)
     return Transition(
         ok=True,
         changes={
-            "status": COMPLETED,
+            "status": Status.COMPLETED,
             "artifact_id": artifact_id,
             "result": result,
             "finished_at": now,
             "updated_at": now,
         },
-        record={"finished_at": now, "outcome": COMPLETED, "artifact_id": artifact_id},
+        record={"finished_at": now, "outcome": AttemptOutcome.COMPLETED, "artifact_id": artifact_id},
         indexes=frozenset({Index.UNLEASE}),
     )
 
@@ -244,24 +269,24 @@ def reap(state: JobState, now: float, stale_after_s: float, watching_since: floa
     if silent < stale_after_s:
         return Transition.refuse(f"heartbeat {silent:.1f}s ago is fresh")
     error = f"worker {state.worker} lost: no heartbeat for {silent:.0f}s"
-    return _end_attempt(state, now, WORKER_LOST, error, retry=True)
+    return _end_attempt(state, now, Failure.WORKER_LOST, error, retry=True)
 
 
 def _end_attempt(state: JobState, now: float, failure: str, error: str, retry: bool) -> Transition:
-    record = {"finished_at": now, "outcome": FAILED, "failure": failure, "error": error}
+    record = {"finished_at": now, "outcome": AttemptOutcome.FAILED, "failure": failure, "error": error}
     common = {"failure": failure, "error": error, "updated_at": now}
     if retry and state.starts < state.max_attempts:
         nxt = state.attempt + 1
         return Transition(
             ok=True,
-            changes={**common, "status": PENDING, "attempt": nxt, "sent": 0, "worker": "", "host": "", "lease": ""},
+            changes={**common, "status": Status.PENDING, "attempt": nxt, "sent": 0, "worker": "", "host": "", "lease": ""},
             record=record,
             dispatch=nxt,
             indexes=frozenset({Index.UNLEASE, Index.UNSENT}),
         )
     if retry:
         common["error"] = f"{error} (gave up after {state.starts} of max_attempts={state.max_attempts})"
-    return Transition(ok=True, changes={**common, "status": FAILED, "finished_at": now, "lease": ""}, record=record, indexes=frozenset({Index.UNLEASE}))
+    return Transition(ok=True, changes={**common, "status": Status.FAILED, "finished_at": now, "lease": ""}, record=record, indexes=frozenset({Index.UNLEASE}))
 
 
 def requeue(state: JobState, now: float) -> Transition:
@@ -269,11 +294,11 @@ def requeue(state: JobState, now: float) -> Transition:
     nxt = state.attempt + 1
     record = None
     if state.status in LEASED:
-        record = {"finished_at": now, "outcome": "requeued", "failure": "", "error": "requeued by operator"}
+        record = {"finished_at": now, "outcome": AttemptOutcome.REQUEUED, "failure": "", "error": "requeued by operator"}
     return Transition(
         ok=True,
         changes={
-            "status": PENDING,
+            "status": Status.PENDING,
             "attempt": nxt,
             "starts": 0,
             "sent": 0,
@@ -302,14 +327,14 @@ def cancel(state: JobState, now: float) -> Transition:
         return Transition.refuse(f"job is already {state.status}")
     record = None
     if state.status in LEASED:
-        record = {"finished_at": now, "outcome": CANCELLED, "failure": CANCELLED_FAILURE, "error": "cancelled by operator"}
+        record = {"finished_at": now, "outcome": AttemptOutcome.CANCELLED, "failure": Failure.CANCELLED, "error": "cancelled by operator"}
     return Transition(
         ok=True,
         changes={
-            "status": CANCELLED,
+            "status": Status.CANCELLED,
             "finished_at": now,
             "updated_at": now,
-            "failure": CANCELLED_FAILURE,
+            "failure": Failure.CANCELLED,
             "error": "cancelled by operator",
             "lease": "",
         },
@@ -320,7 +345,7 @@ def cancel(state: JobState, now: float) -> Transition:
 
 def reroute(state: JobState, now: float) -> Transition:
     """A pending job whose queue or priority changed: its old message becomes stale, a new one goes out."""
-    if state.status != PENDING:
+    if state.status != Status.PENDING:
         return Transition.refuse(f"job is {state.status}; the change applies to its next attempt")
     return _next_message(state, now)
 
@@ -330,7 +355,7 @@ def resend(state: JobState, attempt: int, now: float) -> Transition:
 
     The next attempt, not the same one: a revoked task id stays revoked on every worker.
     """
-    if state.status != PENDING or state.attempt != attempt:
+    if state.status != Status.PENDING or state.attempt != attempt:
         return Transition.refuse(f"job moved on (it is {state.status}, attempt {state.attempt})")
     return _next_message(state, now)
 

@@ -23,7 +23,9 @@ from ..errors import ManifestError
 MODES = ("realistic", "oracle")
 SPLIT_RECIPES = ("host", "sample", "time")
 SCHEMA_VERSION = 1
-DEFAULT_TRAIN_HOSTS = ("elliott-thinkpad",)
+# The manifest format's default train host. A job's id hashes its train hosts, so this default
+# keeps every existing job id only as long as it stays exactly this.
+SEED_TRAIN_HOSTS = ("elliott-thinkpad",)
 _BIG = 10**9
 # Names (of the manifest, its jobs and hosts) and descriptions end up in terminals and tables.
 MAX_NAME = 128
@@ -43,10 +45,13 @@ class HostSpec:
     allow_jobs: tuple[str, ...] = ()
     deny_jobs: tuple[str, ...] = ()
 
-    def is_model_allowed(self, model: str) -> bool:
+    def refuses(self, model: str) -> str | None:
+        """Why this host's policy refuses `model` (deny_jobs wins over allow_jobs), or None when it may train it."""
         if model in self.deny_jobs:
-            return False
-        return not self.allow_jobs or model in self.allow_jobs
+            return f"host {self.name} denies {model} (deny_jobs)"
+        if self.allow_jobs and model not in self.allow_jobs:
+            return f"{model} is not in host {self.name}'s allow_jobs whitelist {list(self.allow_jobs)}"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,7 +88,7 @@ class JobSpec:
     denied_hosts: tuple[str, ...] = ()
     hyper: dict[str, Any] = field(default_factory=dict)
     split_recipe: str = "host"
-    train_hosts: tuple[str, ...] = DEFAULT_TRAIN_HOSTS
+    train_hosts: tuple[str, ...] = SEED_TRAIN_HOSTS
     seed: int = 0
     n_resamples: int = 1000
     max_attempts: int = 3

@@ -69,7 +69,7 @@ def decide(new_digest: str, existing: Existing | None) -> Step:
     if existing is None:
         return Step(INSERT, 1, True)
     if existing.digest == new_digest:
-        return Step(UNCHANGED, existing.attempt, existing.status == lifecycle.PENDING and not existing.sent)
+        return Step(UNCHANGED, existing.attempt, existing.status == lifecycle.Status.PENDING and not existing.sent)
     return on_change(JobState(existing.status, existing.attempt))
 
 

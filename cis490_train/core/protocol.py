@@ -30,7 +30,7 @@ MAX_ERROR = 8000
 MAX_REASON = 500
 MAX_REQUEST = 64 << 10
 # Failures a worker may report for the attempt it holds; `cancelled` is an operator's word only.
-WORKER_FAILURES = frozenset(lifecycle.FAILURE_TYPES) - {lifecycle.CANCELLED_FAILURE}
+WORKER_FAILURES = frozenset(lifecycle.Failure) - {lifecycle.Failure.CANCELLED}
 
 
 class Op(StrEnum):

@@ -59,6 +59,17 @@ def is_tier(name: str) -> bool:
 
 
 @dataclass(frozen=True)
+class QueueName:
+    tier: str
+    model: str
+    digest: str = ""  # of the extra constraints, when the job narrows who may run it
+
+    @property
+    def cuda(self) -> bool:
+        return self.tier != CPU
+
+
+@dataclass(frozen=True)
 class QueueClass:
     """One class queue and the constraints a host must meet to consume it."""
 
@@ -79,6 +90,15 @@ class QueueClass:
             min_ram_gib=float(spec.min_ram_gib),
             min_cores=int(spec.min_cores),
         )
+
+    @staticmethod
+    def parse(name: str) -> QueueName | None:
+        """The parts of a class queue's name (`cpu.gbt`, `cuda-8g.mlp.1b05314a`); None for any other queue."""
+        tier, _, rest = name.partition(".")
+        model, _, digest = rest.partition(".")
+        if not (tier in (CPU, CUDA) or _CUDA_N.match(tier)) or not model or "." in digest:
+            return None
+        return QueueName(tier, model, digest)
 
     @property
     def name(self) -> str:
@@ -154,10 +174,6 @@ def serves_tier(tiers: Iterable[str], cap: Capability, tier: str) -> bool:
     return CUDA in tiers or tier in tiers
 
 
-def default_tiers(cap: Capability) -> tuple[str, ...]:
-    return (CUDA,) if cap.cuda_available else (CPU,)
-
-
 def ineligibility(qc: QueueClass, cap: Capability, policy: HostSpec | None, tiers: Iterable[str]) -> str | None:
     """Why a worker with these tiers on this host may not consume `qc`, or None when it may."""
     host = cap.host_id
@@ -168,10 +184,9 @@ def ineligibility(qc: QueueClass, cap: Capability, policy: HostSpec | None, tier
             return f"tier {qc.tier}: needs {tier_vram_gib(qc.tier)} GiB VRAM, host {host} has {cap.max_vram_total_gib:g} GiB"
         return f"tier {qc.tier}: worker was not started with -Q {CPU if qc.tier == CPU else CUDA}"
     if policy is not None:
-        if qc.model in policy.deny_jobs:
-            return f"host {host} denies {qc.model} (deny_jobs)"
-        if policy.allow_jobs and qc.model not in policy.allow_jobs:
-            return f"{qc.model} is not in host {host}'s allow_jobs whitelist {list(policy.allow_jobs)}"
+        refused = policy.refuses(qc.model)
+        if refused:
+            return refused
     if qc.allowed_hosts and host not in qc.allowed_hosts:
         return f"host {host} is not in the job's allowed_hosts {list(qc.allowed_hosts)}"
     if host in qc.denied_hosts:

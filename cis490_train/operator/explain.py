@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..core.capability import Capability
+from ..core.lifecycle import Status
 from ..core.manifest import HostSpec
 from ..registry import JobRecord, WorkerInfo
 from ..core.routing import QueueClass, ineligibility
@@ -27,7 +28,7 @@ def worker_verdict(job: JobRecord, qc: QueueClass, w: WorkerInfo, hosts: dict[st
 
 def why_waiting(job: JobRecord, classes: dict[str, QueueClass], workers: list[WorkerInfo], hosts: dict[str, HostSpec]) -> list[str]:
     """Lines that explain a pending job; empty for a job that is not pending."""
-    if job.status != "pending":
+    if job.status != Status.PENDING:
         return []
     lines = []
     if job.waiting:

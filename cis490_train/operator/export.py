@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from .views import METRICS
+from ..core.scores import METRICS
 
 FORMATS = ("parquet", "csv")
 DEFAULT_NAMES = {fmt: f"results.{fmt}" for fmt in FORMATS}

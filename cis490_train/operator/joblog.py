@@ -27,9 +27,10 @@ from typing import Any
 import redis
 
 from ..registry import functions
-from ..core.lifecycle import LEASED, PENDING
+from ..core.lifecycle import LEASED, Status
 from ..registry import Registry, log_key
-from .views import plain, progress_summary
+from ..core.text import progress_summary
+from .views import plain
 
 log = logging.getLogger("cis490.joblog")
 
@@ -231,7 +232,7 @@ def note(fields: dict[str, str], attempt: int) -> str | None:
 
 def why_empty(status: str, current: int, attempt: int) -> str:
     """Why an attempt's stream holds nothing, from the job's status and current attempt."""
-    if current == attempt and status == PENDING:
+    if current == attempt and status == Status.PENDING:
         return "it has not started yet"
     if current == attempt and status in LEASED:
         return "the trainer has printed nothing yet"
@@ -241,7 +242,7 @@ def why_empty(status: str, current: int, attempt: int) -> str:
 def attempt_live(registry: Registry, job_id: str, attempt: int) -> bool:
     """Whether the job is still on this attempt, waiting for or holding a worker."""
     status, current = registry.status_of(job_id)
-    return current == attempt and (status == PENDING or status in LEASED)
+    return current == attempt and (status == Status.PENDING or status in LEASED)
 
 
 def read(

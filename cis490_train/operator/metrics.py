@@ -23,7 +23,6 @@ from ..broker.app import transport_options
 from ..registry import LOOP_ERRORS, RECOVERIES, UPLOAD_BYTES, UPLOADS, Registry
 
 log = logging.getLogger("cis490.metrics")
-DEFAULT_PORT = 9490
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from ..config import Settings
 from ..broker.messages import Messages
 from .embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, child_env, new_token
 from ..errors import DataError, EmbeddedRunError
-from ..core.lifecycle import COMPLETED, TERMINAL
+from ..core.lifecycle import TERMINAL, Status
 from ..core.manifest import Manifest
 from ..registry import Registry
 from ..core.routing import CPU, CUDA, QueueClass, ineligibility
@@ -90,9 +90,9 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
         runnable = [i for i in ids if i not in skipped]
         records = _watch(registry, ids, runnable, fleet, console)
         console.print(results_table(leaderboard_rows(records)))
-        done = sum(1 for r in records if r.job_id in runnable and r.status == COMPLETED)
+        done = sum(1 for r in records if r.job_id in runnable and r.status == Status.COMPLETED)
         for r in records:
-            if r.job_id in runnable and r.status != COMPLETED:
+            if r.job_id in runnable and r.status != Status.COMPLETED:
                 console.print(plain(f"{r.name}: {r.status} [{r.failure}] {r.error.splitlines()[0] if r.error else ''}"), markup=False)
         console.print(f"{done} of {len(runnable)} runnable job(s) completed; artifacts in {settings.store_root}")
         return 0 if done == len(runnable) else 1

@@ -16,20 +16,23 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..core.lifecycle import LEASED, STATUSES
+from ..core.text import duration, progress_summary
+from ..core.lifecycle import LEASED, AttemptOutcome, Status
+from ..core.routing import QueueClass
+from ..errors import BadRequest
+from ..ids import parse_task_id
 
 if TYPE_CHECKING:
     from ..registry import JobRecord, WorkerInfo
 
 _STATUS_STYLE = {
-    "pending": "yellow",
-    "claimed": "cyan",
-    "running": "bold cyan",
-    "completed": "green",
-    "failed": "bold red",
-    "cancelled": "dim",
+    Status.PENDING: "yellow",
+    Status.CLAIMED: "cyan",
+    Status.RUNNING: "bold cyan",
+    Status.COMPLETED: "green",
+    Status.FAILED: "bold red",
+    Status.CANCELLED: "dim",
 }
-METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
 def plain(text: object, keep: str = "") -> str:
@@ -54,7 +57,7 @@ def counts_line(records: list[JobRecord]) -> str:
 
 def counts_of(statuses: Iterable[str]) -> str:
     counts = Counter(statuses)
-    parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
+    parts = [f"{counts[s]} {s}" for s in Status if counts[s]]
     total = sum(counts.values())
     return f"{total} job{'s' if total != 1 else ''}: " + (", ".join(parts) if parts else "none")
 
@@ -63,24 +66,6 @@ def progress_text(r: JobRecord) -> str:
     if r.status not in LEASED or not r.progress:
         return ""
     return progress_summary(r.progress)
-
-
-def progress_summary(p: dict[str, Any], eta: bool = True) -> str:
-    """A trainer progress line in words: `train 3/10, loss 0.41, val_macro_f1 0.712, eta 12.0s`."""
-    bits = []
-    if p.get("epochs"):
-        bits.append(f"{p.get('phase') or 'epoch'} {p.get('epoch')}/{p['epochs']}")
-    elif p.get("steps"):
-        bits.append(f"step {p.get('step')}/{p['steps']}")
-    elif p.get("phase"):
-        bits.append(str(p["phase"]))
-    if p.get("loss") is not None:
-        bits.append(f"loss {p['loss']:.4g}")
-    if p.get("metric") is not None:
-        bits.append(f"{p.get('metric_name') or 'metric'} {p['metric']:.3f}")
-    if eta and p.get("eta_s") is not None:
-        bits.append(f"eta {_duration(p['eta_s'])}")
-    return ", ".join(bits)
 
 
 def progress_fraction(p: dict[str, Any]) -> float | None:
@@ -135,24 +120,11 @@ def progress_cell(r: JobRecord) -> Text:
 
 
 def _plain_progress(r: JobRecord) -> Text:
-    return cell(progress_text(r) or (r.error.splitlines()[0][:60] if r.status == "failed" and r.error else ""))
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return cell(progress_text(r) or (r.error.splitlines()[0][:60] if r.status == Status.FAILED and r.error else ""))
 
 
 # What an operator looks for first: what runs, what broke, what waits.
-_STATUS_ORDER = {s: i for i, s in enumerate(("running", "claimed", "failed", "pending", "completed", "cancelled"))}
+_STATUS_ORDER = {s: i for i, s in enumerate((Status.RUNNING, Status.CLAIMED, Status.FAILED, Status.PENDING, Status.COMPLETED, Status.CANCELLED))}
 
 
 def display_order(status: str, priority: int, name: str) -> tuple[int, int, str]:
@@ -184,7 +156,7 @@ def jobs_table(
         table.add_column(col, no_wrap=col in ("id", "status", "eta"))
     for r in ordered:
         beat = f"{now - r.heartbeat_at:.0f}s ago" if r.heartbeat_at and r.status in LEASED else ""
-        progress: tuple[RenderableType, ...] = (progress_cell(r), _duration(eta_seconds(r, now))) if bars else (_plain_progress(r),)
+        progress: tuple[RenderableType, ...] = (progress_cell(r), duration(eta_seconds(r, now))) if bars else (_plain_progress(r),)
         table.add_row(
             cell(r.name),
             cell(r.job_id),
@@ -229,7 +201,7 @@ def metric_cell(m: dict[str, Any] | None) -> str:
 def leaderboard_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
     rows = []
     for r in records:
-        if r.status != "completed" or not r.result:
+        if r.status != Status.COMPLETED or not r.result:
             continue
         res = r.result
         rows.append(
@@ -265,7 +237,7 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
             metric_cell(m.get("balanced_accuracy")),
             f"{b['accuracy']['value']:.3f}" if b.get("accuracy") else "",
             cell(row["host"]),
-            _duration(row["duration_s"]),
+            duration(row["duration_s"]),
             cell(row["artifact_id"][:12]),
         )
     return table
@@ -286,11 +258,18 @@ def workers_table(workers: list[WorkerInfo], now: float | None = None) -> Table:
             cell(cap.get("cpu_cores", "")),
             f"{cap.get('ram_total_gib', 0):g}",
             cell(gpus),
-            cell(", ".join(a.split(":")[0] for a in w.active) or "-"),
-            cell(", ".join(q for q in w.queues if "." in q) or "-"),
+            cell(", ".join(_job_of(a) for a in w.active) or "-"),
+            cell(", ".join(q for q in w.queues if QueueClass.parse(q)) or "-"),
             f"{now - w.seen_at:.0f}s ago",
         )
     return table
+
+
+def _job_of(task: str) -> str:
+    try:
+        return parse_task_id(task)[0]
+    except BadRequest:
+        return task
 
 
 def _clock(ts: float | None) -> str:
@@ -303,7 +282,7 @@ def attempt_line(a: dict[str, Any]) -> str:
     failure = f" [{a['failure']}]" if a.get("failure") else ""
     ran = ""
     if a.get("finished_at") and a.get("claimed_at"):
-        ran = f", {_duration(a['finished_at'] - a['claimed_at'])}"
+        ran = f", {duration(a['finished_at'] - a['claimed_at'])}"
     error = (a.get("error") or "").splitlines()
-    why = f": {error[0]}" if error and outcome != "completed" else ""
+    why = f": {error[0]}" if error and outcome != AttemptOutcome.COMPLETED else ""
     return plain(f"attempt {a['attempt']:<3} {a.get('host', '')} ({a.get('worker', '')}) claimed {_clock(a.get('claimed_at'))}{ran}: {outcome}{failure}{why}")

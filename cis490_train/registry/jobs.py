@@ -127,7 +127,7 @@ class Jobs(Connection):
         """Say on a pending job why the host that took its message put it back."""
 
         def decide(state: JobState) -> Transition:
-            if state.attempt != attempt or state.status != lifecycle.PENDING:
+            if state.attempt != attempt or state.status != lifecycle.Status.PENDING:
                 return Transition.refuse("job moved on")
             return Transition(ok=True, changes={"waiting": reason, "updated_at": time.time()})
 
@@ -271,7 +271,7 @@ def _routing_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest
 def _initial_fields(spec: JobSpec, queue: str, bprio: int, manifest: str, digest: str, now: float) -> dict[str, Any]:
     return {
         **_routing_fields(spec, queue, bprio, manifest, digest),
-        "status": lifecycle.PENDING,
+        "status": lifecycle.Status.PENDING,
         "attempt": 1,
         "starts": 0,
         "sent": 0,

@@ -74,7 +74,7 @@ class Recovery(Jobs):
             except BadRecord as exc:
                 self.report(exc)
                 continue
-            if job.status != lifecycle.PENDING or job.attempt != attempt:
+            if job.status != lifecycle.Status.PENDING or job.attempt != attempt:
                 continue
             with self.guard():
                 if not self.r.hdel(KOMBU_UNACKED, tag):
@@ -91,7 +91,7 @@ class Recovery(Jobs):
         for job_id, (status, attempt, sent, queue, fallback, active) in zip(
             ids, self._fields(ids, "status", "attempt", "sent", "queue", "fallback_queue", "fallback_active")
         ):
-            if status != lifecycle.PENDING or sent == "0" or not queue or not (attempt or "").isdigit():
+            if status != lifecycle.Status.PENDING or sent == "0" or not queue or not (attempt or "").isdigit():
                 continue
             queues = (queue, fallback) if fallback and active == "1" else (queue,)
             found.append((job_id, int(attempt), queues))
@@ -132,7 +132,7 @@ class Recovery(Jobs):
         """A prefer_cuda job no CUDA host started in time: also offer its attempt to the CPU tier."""
 
         def decide(state: JobState) -> Transition:
-            if state.status != lifecycle.PENDING:
+            if state.status != lifecycle.Status.PENDING:
                 return Transition.refuse(f"job is {state.status}")
             return Transition(ok=True, changes={"fallback_active": 1, "updated_at": time.time()})
 

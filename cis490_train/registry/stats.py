@@ -41,7 +41,7 @@ class Stats(Connection):
     def status_counts(self) -> dict[str, int]:
         """Jobs per status (the known ones, 0 where none), counted in one function call."""
         flat = self.fcall(functions.STATUS_COUNTS, [], [JOBS, f"{PREFIX}job:"], read_only=True)
-        counts = dict.fromkeys(lifecycle.STATUSES, 0)
+        counts = dict.fromkeys(lifecycle.Status, 0)
         for status, n in zip(flat[::2], flat[1::2]):
             if status in counts:
                 counts[status] = int(n)

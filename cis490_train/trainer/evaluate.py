@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+from ..core.scores import METRICS
+
 CI_LEVEL = 0.95
 CHUNK_RESAMPLES = 4096
 

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,11 @@ from ..config import Settings
 from ..errors import BadRecord, BrokerUnavailable, Cis490Error, CoordinatorUnavailable, JobNotFound, StoreError
 from ..operator.joblog import LogShipper, parse_event
 from .leases import LeaseClient
-from ..core.lifecycle import Lease
+from ..core.lifecycle import AttemptOutcome, Lease
 from ..paths import inside
 from ..core.protocol import Reply
 from ..registry import JobRecord, Registry
-from ..core.routing import CPU
+from ..core.routing import CPU, QueueClass
 from ..trainer import EXIT_OOM, PARENT_PID_ENV
 
 log = logging.getLogger("cis490.attempt")
@@ -47,11 +48,21 @@ KILL_GRACE_S = 1.0
 PROGRESS_EVERY_S = 1.0
 
 
+class Stop(StrEnum):
+    """Why supervising a trainer ended."""
+
+    EXITED = "exited"
+    SHUTDOWN = "shutdown"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    LEASE_LOST = "lease_lost"
+
+
 @dataclass(frozen=True)
 class Outcome:
     job_id: str
     attempt: int
-    status: str  # completed | failed | requeued | cancelled | deferred | dropped | lease_lost
+    status: AttemptOutcome
     detail: str = ""
     artifact_id: str = ""
 
@@ -86,24 +97,25 @@ class AttemptRunner:
     def run(self, job_id: str, attempt: int, wake: threading.Event, queue: str) -> Outcome:
         """Run one attempt delivered through `queue` (its tier decides CPU or CUDA)."""
         lease = Lease.new(attempt, self.worker, self.capability.host_id)
-        device = CPU if queue.startswith(CPU + ".") else "cuda"
+        parsed = QueueClass.parse(queue)
+        device = "cuda" if parsed is not None and parsed.cuda else CPU
         try:
             job = self.registry.get(job_id)
         except JobNotFound:
-            return Outcome(job_id, attempt, "dropped", "job is not in the registry")
+            return Outcome(job_id, attempt, AttemptOutcome.DROPPED, "job is not in the registry")
         except BadRecord as exc:
             log.warning("dropping message %s:%s: %s", job_id, attempt, exc)
-            return Outcome(job_id, attempt, "dropped", str(exc))
-        if job.status == lifecycle.PENDING and job.attempt == attempt and device != CPU:
+            return Outcome(job_id, attempt, AttemptOutcome.DROPPED, str(exc))
+        if job.status == lifecycle.Status.PENDING and job.attempt == attempt and device != CPU:
             short = self._vram_shortfall(job, wake)
             if short:
                 self.leases.defer(job_id, lease, short)
                 log.info("job %s attempt %s put back: %s", job_id, attempt, short)
-                return Outcome(job_id, attempt, "deferred", short)
+                return Outcome(job_id, attempt, AttemptOutcome.DEFERRED, short)
         claimed = self.leases.claim(job_id, lease)
         if not claimed.ok:
             log.info("dropping message %s:%s: %s", job_id, attempt, claimed.reason)
-            return Outcome(job_id, attempt, "dropped", claimed.reason)
+            return Outcome(job_id, attempt, AttemptOutcome.DROPPED, claimed.reason)
         job = self.registry.get(job_id)
         workdir = inside(self.settings.work_dir, f"{job_id}-{attempt}")
         shipper = self._shipper(job_id, attempt)
@@ -111,12 +123,12 @@ class AttemptRunner:
         try:
             outcome = self._train(job, lease, workdir, wake, device, shipper.add if shipper else None)
         except StoreError as exc:
-            outcome = self._fail(job, lease, lifecycle.UPLOAD_ERROR, str(exc))
+            outcome = self._fail(job, lease, lifecycle.Failure.UPLOAD_ERROR, str(exc))
         except (BrokerUnavailable, CoordinatorUnavailable):
             raise  # nothing can be recorded now; the reaper requeues the silent lease once both are back
         except Exception as exc:
             log.exception("job %s attempt %s failed", job_id, attempt)
-            outcome = self._fail(job, lease, lifecycle.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
+            outcome = self._fail(job, lease, lifecycle.Failure.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             if shipper:
                 shipper.close(*((outcome.status, outcome.detail) if outcome else ("interrupted", "the outcome could not be recorded")))
@@ -180,21 +192,21 @@ class AttemptRunner:
             raise
         if not started:
             _stop(proc, reader)
-            return Outcome(job.job_id, lease.attempt, "lease_lost", "job changed before the trainer started")
+            return Outcome(job.job_id, lease.attempt, AttemptOutcome.LEASE_LOST, "job changed before the trainer started")
 
         stop_reason = self._supervise(job, lease, proc, reader, wake)
-        if stop_reason != "exited":
+        if stop_reason != Stop.EXITED:
             _stop(proc, reader)
-        if stop_reason == "shutdown":
-            return self._fail(job, lease, lifecycle.WORKER_SHUTDOWN, "worker shutdown")
-        if stop_reason == "timeout":
-            return self._fail(job, lease, lifecycle.TIMEOUT, f"max_runtime_s={job.spec.max_runtime_s:g} exceeded; trainer stopped")
-        if stop_reason == "cancelled":
+        if stop_reason == Stop.SHUTDOWN:
+            return self._fail(job, lease, lifecycle.Failure.WORKER_SHUTDOWN, "worker shutdown")
+        if stop_reason == Stop.TIMEOUT:
+            return self._fail(job, lease, lifecycle.Failure.TIMEOUT, f"max_runtime_s={job.spec.max_runtime_s:g} exceeded; trainer stopped")
+        if stop_reason == Stop.CANCELLED:
             log.info("job %s attempt %s cancelled; trainer stopped", job.job_id, lease.attempt)
-            return Outcome(job.job_id, lease.attempt, "cancelled", "cancelled by operator")
-        if stop_reason == "lease_lost":
+            return Outcome(job.job_id, lease.attempt, AttemptOutcome.CANCELLED, "cancelled by operator")
+        if stop_reason == Stop.LEASE_LOST:
             log.warning("job %s attempt %s: lease lost, trainer stopped", job.job_id, lease.attempt)
-            return Outcome(job.job_id, lease.attempt, "lease_lost", "the job was reassigned")
+            return Outcome(job.job_id, lease.attempt, AttemptOutcome.LEASE_LOST, "the job was reassigned")
 
         rc = proc.wait()
         reader.join()
@@ -203,10 +215,10 @@ class AttemptRunner:
             failure, what = _exit_failure(rc)
             return self._fail(job, lease, failure, f"{what}\n{tail}".rstrip())
         if not self._beat(job, lease, reader.progress, strict=True):
-            return Outcome(job.job_id, lease.attempt, "lease_lost", "the job was reassigned before the upload")
+            return Outcome(job.job_id, lease.attempt, AttemptOutcome.LEASE_LOST, "the job was reassigned before the upload")
 
         if not (out / REPORT_NAME).is_file():
-            return self._fail(job, lease, lifecycle.TRAINER_ERROR, f"the trainer exited 0 without writing {REPORT_NAME}")
+            return self._fail(job, lease, lifecycle.Failure.TRAINER_ERROR, f"the trainer exited 0 without writing {REPORT_NAME}")
         bundle = make_bundle(out, workdir / "bundle.tar.zst")
         with StoreClient(self.settings.store_url, self.settings.worker_token) as client:
             client.upload(
@@ -221,10 +233,10 @@ class AttemptRunner:
         done = self._commit(job, lease, bundle.sha256, reader.wall_s)
         if not done.ok and self.registry.get(job.job_id).artifact_id != bundle.sha256:
             log.warning("job %s attempt %s: artifact %s uploaded but not recorded: %s", job.job_id, lease.attempt, bundle.sha256, done.reason)
-            failed = self._fail(job, lease, lifecycle.TRAINER_ERROR, f"the result was refused: {done.reason}")
-            return failed if failed.status != "lease_lost" else Outcome(job.job_id, lease.attempt, "lease_lost", done.reason, bundle.sha256)
+            failed = self._fail(job, lease, lifecycle.Failure.TRAINER_ERROR, f"the result was refused: {done.reason}")
+            return failed if failed.status != AttemptOutcome.LEASE_LOST else Outcome(job.job_id, lease.attempt, AttemptOutcome.LEASE_LOST, done.reason, bundle.sha256)
         shutil.rmtree(workdir, ignore_errors=True)
-        return Outcome(job.job_id, lease.attempt, "completed", artifact_id=bundle.sha256)
+        return Outcome(job.job_id, lease.attempt, AttemptOutcome.COMPLETED, artifact_id=bundle.sha256)
 
     def _supervise(self, job: JobRecord, lease: Lease, proc: subprocess.Popen, reader: _OutputReader, wake: threading.Event) -> str:
         """Beat and report progress until the trainer exits; say why if it must be stopped instead.
@@ -239,32 +251,32 @@ class AttemptRunner:
             wake.wait(timeout=PROGRESS_EVERY_S)
             wake.clear()
             if self.stopping.is_set():
-                return "shutdown"
+                return Stop.SHUTDOWN
             progress = reader.progress
             if progress and progress is not last_pushed:
                 self.on_progress(_progress_meta(job, lease, progress))
                 last_pushed = progress
             if reader.finished.is_set():
-                return "exited"
+                return Stop.EXITED
             if limit and time.monotonic() - started > limit:
-                return "timeout"
+                return Stop.TIMEOUT
             moved = self._moved_on(job, lease)
             if moved:
                 return moved
             if time.monotonic() - last_beat >= self.settings.heartbeat_s:
                 last_beat = time.monotonic()
                 if not self._beat(job, lease, progress):
-                    return "lease_lost"
+                    return Stop.LEASE_LOST
 
     def _moved_on(self, job: JobRecord, lease: Lease) -> str:
         try:
             status, attempt = self.registry.status_of(job.job_id)
         except Cis490Error:
             return ""
-        if status == lifecycle.CANCELLED:
-            return "cancelled"
+        if status == lifecycle.Status.CANCELLED:
+            return Stop.CANCELLED
         if attempt != lease.attempt or status not in lifecycle.LEASED:
-            return "lease_lost"
+            return Stop.LEASE_LOST
         return ""
 
     def _beat(self, job: JobRecord, lease: Lease, progress: dict[str, Any] | None, strict: bool = False) -> bool:
@@ -290,21 +302,21 @@ class AttemptRunner:
     def _fail(self, job: JobRecord, lease: Lease, failure: str, error: str) -> Outcome:
         reply = self.leases.fail(job.job_id, lease, failure, error)
         if not reply.ok:
-            return Outcome(job.job_id, lease.attempt, "lease_lost", reply.reason)
+            return Outcome(job.job_id, lease.attempt, AttemptOutcome.LEASE_LOST, reply.reason)
         if reply.requeued:
-            return Outcome(job.job_id, lease.attempt, "requeued", f"{failure}: {error}")
-        return Outcome(job.job_id, lease.attempt, "failed", f"{failure}: {error}")
+            return Outcome(job.job_id, lease.attempt, AttemptOutcome.REQUEUED, f"{failure}: {error}")
+        return Outcome(job.job_id, lease.attempt, AttemptOutcome.FAILED, f"{failure}: {error}")
 
 
 def _exit_failure(rc: int) -> tuple[str, str]:
     """Type a trainer's non-zero exit: out of memory (its own report, or the kernel's SIGKILL) or its error."""
     if rc == EXIT_OOM:
-        return lifecycle.OOM, f"trainer ran out of memory (exit code {rc})"
+        return lifecycle.Failure.OOM, f"trainer ran out of memory (exit code {rc})"
     if rc == -signal.SIGKILL:
-        return lifecycle.OOM, "trainer was killed by SIGKILL (the kernel's OOM killer, most likely)"
+        return lifecycle.Failure.OOM, "trainer was killed by SIGKILL (the kernel's OOM killer, most likely)"
     if rc < 0:
-        return lifecycle.TRAINER_ERROR, f"trainer was killed by signal {-rc}"
-    return lifecycle.TRAINER_ERROR, f"trainer exited with code {rc}"
+        return lifecycle.Failure.TRAINER_ERROR, f"trainer was killed by signal {-rc}"
+    return lifecycle.Failure.TRAINER_ERROR, f"trainer exited with code {rc}"
 
 
 class _OutputReader(threading.Thread):
@@ -355,24 +367,6 @@ def _progress_meta(job: JobRecord, lease: Lease, progress: dict[str, Any]) -> di
         "host": lease.host,
         **{k: progress.get(k) for k in keys},
     }
-
-
-def progress_line(meta: dict[str, Any]) -> str:
-    """One readable line of a progress meta, for monitors that show a single text field (Flower)."""
-    bits = [str(meta.get("name") or meta.get("job_id") or ""), str(meta.get("phase") or "train")]
-    if meta.get("epochs"):
-        bits.append(f"epoch {meta.get('epoch')}/{meta['epochs']}")
-    elif meta.get("steps"):
-        bits.append(f"step {meta.get('step')}/{meta['steps']}")
-    if meta.get("loss") is not None:
-        bits.append(f"loss {meta['loss']:.4g}")
-    if meta.get("metric") is not None:
-        bits.append(f"{meta.get('metric_name') or 'metric'} {meta['metric']:.3f}")
-    if meta.get("eta_s") is not None:
-        bits.append(f"eta {meta['eta_s']:.0f}s")
-    if meta.get("host"):
-        bits.append(f"on {meta['host']}")
-    return " · ".join(b for b in bits if b)
 
 
 def _new_process_group() -> dict[str, Any]:

@@ -8,9 +8,11 @@ from typing import Any
 
 from celery.exceptions import Reject
 
-from .attempt import AttemptRunner, Outcome, progress_line
+from ..core.text import progress_line
+from .attempt import AttemptRunner, Outcome
 from ..errors import BadRequest, BrokerUnavailable, CoordinatorUnavailable
 from ..broker.messages import TASK_NAME
+from ..core.lifecycle import AttemptOutcome
 from ..ids import check_attempt, check_job_id
 from .runtime import runtime
 
@@ -38,7 +40,7 @@ def register(app: Any) -> Any:
         except BadRequest as exc:
             # Anyone who may write to a queue can send a message; only well-formed ones name a job.
             log.warning("dropping message %s: %s", self.request.id, exc)
-            return Outcome(str(job_id)[:64], 0, "dropped", str(exc)).to_dict()
+            return Outcome(str(job_id)[:64], 0, AttemptOutcome.DROPPED, str(exc)).to_dict()
 
         def report(meta: dict[str, Any]) -> None:
             try:
