@@ -12,7 +12,7 @@ from cis490_train.artifacts.summary import Summary
 from cis490_train.config import Settings
 from cis490_train.coordinator.service import Coordinator, committed_result
 from cis490_train.core.lifecycle import Lease
-from cis490_train.core.manifest import JobSpec
+from cis490_train.core.specs import JobSpec
 from cis490_train.core.protocol import REQUESTS, Op, Request, reply_key, waiting_key
 from cis490_train.registry import LOOP_ERRORS, Registry
 

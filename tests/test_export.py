@@ -12,7 +12,7 @@ import pytest
 
 from cis490_train.operator.export import columns
 from cis490_train.core.lifecycle import Lease
-from cis490_train.core.manifest import JobSpec
+from cis490_train.core.specs import JobSpec
 from cis490_train.core.routing import QueueClass
 from cis490_train.core.scores import METRICS
 from conftest import cli

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from cis490_train.operator import joblog
+from cis490_train.core import events
+from cis490_train.worker import logship
 from cis490_train.operator.embedded import RedisServer, free_port
 from cis490_train.registry import Registry, log_key
 from conftest import cli, wait_for
@@ -69,7 +70,7 @@ def test_follow_exits_when_the_job_completes_and_attempt_picks_the_cancelled_one
     assert cli(fleet_env, "enqueue", manifest(tmp_path, mlp_job("twice", 60))).returncode == 0
     first = wait_for(lambda: (j := registry.find("twice")).status == "running" and j.progress.get("epochs") and j, 60, "attempt 1 to train")
     assert cli(fleet_env, "cancel", "twice").returncode == 0
-    wait_for(lambda: any(joblog.END in f for _, f in registry.log_entries(first.job_id, 1)), 30, "attempt 1's end entry")
+    wait_for(lambda: any(events.END in f for _, f in registry.log_entries(first.job_id, 1)), 30, "attempt 1's end entry")
     assert cli(fleet_env, "requeue", "twice").returncode == 0
     wait_for(lambda: (j := registry.find("twice")).status == "running" and j.attempt == 2, 60, "attempt 2 to run")
 
@@ -176,7 +177,7 @@ def loaded(url: str) -> str:
 
 def test_shipper_caps_the_stream_keeps_the_newest_lines_and_expires(redis_url):
     loaded(redis_url)
-    shipper = joblog.LogShipper(redis_url, "cafe", 1, max_lines=200, keep_s=60).start()
+    shipper = logship.LogShipper(redis_url, "cafe", 1, max_lines=200, keep_s=60).start()
     started = time.perf_counter()
     for i in range(5000):
         shipper.add(f"line {i}")
@@ -186,8 +187,8 @@ def test_shipper_caps_the_stream_keeps_the_newest_lines_and_expires(redis_url):
     key = log_key("cafe", 1)
     entries = r.xrange(key)
     assert 200 <= len(entries) < 5000  # MAXLEN ~ trims whole nodes: about the cap, never far below
-    assert entries[-1][1] == {joblog.END: "completed", joblog.DETAIL: ""}
-    assert entries[-2][1] == {joblog.LINE: "line 4999"}
+    assert entries[-1][1] == {events.END: "completed", events.DETAIL: ""}
+    assert entries[-2][1] == {events.LINE: "line 4999"}
     assert 0 < r.ttl(key) <= 60
     assert queued < 1.0, f"queueing 5000 lines took {queued:.2f}s"
 
@@ -195,15 +196,15 @@ def test_shipper_caps_the_stream_keeps_the_newest_lines_and_expires(redis_url):
 def test_shipper_keeps_a_progress_line_per_change_and_one_per_period(redis_url):
     now = [0.0]
     loaded(redis_url)
-    shipper = joblog.LogShipper(redis_url, "beef", 2, max_lines=1000, keep_s=60, clock=lambda: now[0]).start()
+    shipper = logship.LogShipper(redis_url, "beef", 2, max_lines=1000, keep_s=60, clock=lambda: now[0]).start()
     tick = '{"event": "progress", "phase": "train", "epoch": %d, "metric": %s}'
     for epoch, metric, at in ((1, "null", 0.0), (1, "null", 1.0), (1, "null", 9.0), (1, "0.5", 9.5), (1, "0.5", 19.6), (2, "null", 19.7)):
         now[0] = at
         text = tick % (epoch, metric)
-        shipper.add(text, joblog.parse_event(text))
+        shipper.add(text, events.parse_event(text))
     shipper.add("a warning")
     shipper.close("completed")
-    kept = [f.get(joblog.LINE) for _, f in redis.Redis.from_url(redis_url, decode_responses=True).xrange(log_key("beef", 2))]
+    kept = [f.get(events.LINE) for _, f in redis.Redis.from_url(redis_url, decode_responses=True).xrange(log_key("beef", 2))]
     assert kept == [tick % (1, "null"), tick % (1, "0.5"), tick % (1, "0.5"), tick % (2, "null"), "a warning", None]
 
 
@@ -211,7 +212,7 @@ def test_shipper_rides_out_a_redis_restart_and_never_raises(tmp_path):
     port = free_port()
     server = RedisServer(tmp_path / "r1", port=port).start()
     loaded(server.url)
-    shipper = joblog.LogShipper(server.url, "f00d", 1, max_lines=100, keep_s=60, flush_s=0.05).start()
+    shipper = logship.LogShipper(server.url, "f00d", 1, max_lines=100, keep_s=60, flush_s=0.05).start()
     try:
         shipper.add("before")
         r = redis.Redis.from_url(server.url, decode_responses=True)
@@ -228,17 +229,17 @@ def test_shipper_rides_out_a_redis_restart_and_never_raises(tmp_path):
         wait_for(lambda: r.xlen(log_key("f00d", 1)) >= 100, 15, "the waiting lines once Redis is back")
         shipper.close("completed")
         entries = [f for _, f in r.xrange(log_key("f00d", 1))]
-        assert entries[0] == {joblog.LOST: "50"}  # 150 waited, the cap is 100: the oldest 50 are said to be lost
-        assert [f[joblog.LINE] for f in entries[1:101]] == [f"during {i}" for i in range(50, 150)]
-        assert entries[-1][joblog.END] == "completed"
+        assert entries[0] == {events.LOST: "50"}  # 150 waited, the cap is 100: the oldest 50 are said to be lost
+        assert [f[events.LINE] for f in entries[1:101]] == [f"during {i}" for i in range(50, 150)]
+        assert entries[-1][events.END] == "completed"
     finally:
         server.stop()
 
 
 def test_shipper_against_a_dead_redis_gives_up_quietly(tmp_path):
-    shipper = joblog.LogShipper(f"redis://127.0.0.1:{free_port()}/0", "dead", 1, max_lines=10, keep_s=60, flush_s=0.05).start()
+    shipper = logship.LogShipper(f"redis://127.0.0.1:{free_port()}/0", "dead", 1, max_lines=10, keep_s=60, flush_s=0.05).start()
     for i in range(100):
         shipper.add(f"line {i}")
     started = time.perf_counter()
     shipper.close("completed")
-    assert time.perf_counter() - started < joblog.CLOSE_WAIT_S + 1
+    assert time.perf_counter() - started < logship.CLOSE_WAIT_S + 1

@@ -10,7 +10,8 @@ import pytest
 
 from cis490_train.errors import ManifestError
 from cis490_train.core.hyper import MODELS
-from cis490_train.core.manifest import JobSpec, Manifest
+from cis490_train.core.manifest import Manifest
+from cis490_train.core.specs import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ from cis490_train.broker.app import transport_options
 broker_transport_options = transport_options()
 from cis490_train.operator.embedded import free_port
 from cis490_train.core.lifecycle import Lease, Status
-from cis490_train.core.manifest import JobSpec
+from cis490_train.core.specs import JobSpec
 from cis490_train.registry import RESENT
 from cis490_train.core.routing import QueueClass
 from conftest import cli, wait_for

@@ -10,7 +10,7 @@ import pytest
 
 from cis490_train.errors import BrokerUnavailable, JobNotFound
 from cis490_train.core.lifecycle import Lease
-from cis490_train.core.manifest import HostSpec, JobSpec
+from cis490_train.core.specs import HostSpec, JobSpec
 from cis490_train.registry import Registry, WorkerInfo
 from cis490_train.core.routing import QueueClass
 

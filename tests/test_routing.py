@@ -6,7 +6,7 @@ import pytest
 
 from cis490_train.core.capability import Capability, GpuDevice
 from cis490_train.errors import TierUnavailable
-from cis490_train.core.manifest import HostSpec, JobSpec
+from cis490_train.core.specs import HostSpec, JobSpec
 from cis490_train.core.routing import (
     QueueClass,
     QueueName,

@@ -7,8 +7,9 @@ import zlib
 
 from rich.console import Console
 
+from cis490_train.core import events
 from cis490_train.operator import joblog
-from cis490_train.core.manifest import JobSpec
+from cis490_train.core.specs import JobSpec
 from cis490_train.registry import JobRecord
 from cis490_train.operator.views import eta_seconds, jobs_table, progress_bar, progress_fraction, status_changes, watch_view
 
@@ -128,7 +129,7 @@ def test_status_changes_name_each_job_once_per_change():
 
 
 def line(obj: dict) -> dict[str, str]:
-    return {joblog.LINE: json.dumps(obj)}
+    return {events.LINE: json.dumps(obj)}
 
 
 def test_logs_render_protocol_lines_in_words_and_other_output_as_it_is():
@@ -136,22 +137,22 @@ def test_logs_render_protocol_lines_in_words_and_other_output_as_it_is():
     assert joblog.render(line(start)) == "start: mlp / oracle / split time, seed 3, 1 thread, pid 77"
     assert joblog.render(line({"event": "done", "report": "report.json"})) == "done: wrote report.json"
     assert joblog.render(line({"event": "error", "error": "bad", "exit_code": 2})) == "error: bad (exit code 2)"
-    assert joblog.render({joblog.LINE: "UserWarning: something {odd}"}) == "UserWarning: something {odd}"
-    assert joblog.render({joblog.LINE: "{not json"}) == "{not json"
+    assert joblog.render({events.LINE: "UserWarning: something {odd}"}) == "UserWarning: something {odd}"
+    assert joblog.render({events.LINE: "{not json"}) == "{not json"
 
 
 def test_logs_hide_progress_lines_unless_asked_and_raw_prints_them_verbatim():
     assert joblog.render(line(TRAIN)) is None
     assert joblog.render(line(TRAIN), progress=True) == "progress: train 3/10, loss 0.41, val_macro_f1 0.712, eta 40.0s"
     assert joblog.render(line(TRAIN), raw=True) == json.dumps(TRAIN)
-    assert joblog.render({joblog.END: "completed", joblog.DETAIL: ""}) is None
+    assert joblog.render({events.END: "completed", events.DETAIL: ""}) is None
 
 
 def test_logs_notes_say_what_was_lost_and_how_the_attempt_ended():
-    assert joblog.note({joblog.LOST: "12"}, 1).startswith("[12 lines not kept")
-    assert joblog.note({joblog.END: "failed", joblog.DETAIL: "trainer_error: exit 2\ntail"}, 2) == "[attempt 2 ended: failed: trainer_error: exit 2]"
-    assert joblog.note({joblog.LINE: "x"}, 1) is None
-    assert joblog.note({joblog.LOST: "x\x1b[2J"}, 1) == "[a note of lost lines that is not a count: 'x\\x1b[2J']"
+    assert joblog.note({events.LOST: "12"}, 1).startswith("[12 lines not kept")
+    assert joblog.note({events.END: "failed", events.DETAIL: "trainer_error: exit 2\ntail"}, 2) == "[attempt 2 ended: failed: trainer_error: exit 2]"
+    assert joblog.note({events.LINE: "x"}, 1) is None
+    assert joblog.note({events.LOST: "x\x1b[2J"}, 1) == "[a note of lost lines that is not a count: 'x\\x1b[2J']"
 
 
 def test_why_a_log_is_empty():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cis490_train.core.manifest import HostSpec
+from cis490_train.core.specs import HostSpec
 from cis490_train.core.routing import QueueClass
 from conftest import cli, wait_for, write_capability
 

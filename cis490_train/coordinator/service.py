@@ -8,10 +8,8 @@ completion is accepted only for a bundle the store holds under that job, and
 the result it records is read from that bundle's verified report, never from
 the request.
 
-It also runs the reaper: stale leases, attempts whose message never reached the
-broker or left it without a claim, and CUDA-preferring jobs whose grace ran out.
-Several coordinators may run; a lock lets one reap at a time, and any of them
-serves requests.
+It also runs the reaper (`reaper`). Several coordinators may run; a lock lets
+one reap at a time, and any of them serves requests.
 """
 
 from __future__ import annotations
@@ -27,29 +25,24 @@ from typing import Any
 
 from ..core import lifecycle
 from ..artifacts.client import StoreClient
-from ..broker.app import transport_options
 from ..broker.messages import Messages
 from ..artifacts.records import ArtifactRecord
 from ..artifacts.summary import Summary
 from ..config import Settings
 from ..errors import ArtifactNotFound, BadRecord, BadRequest, JobNotFound, StoreError
-from ..ids import task_id
-from ..core.lifecycle import AttemptOutcome, Transition
-from ..core.manifest import JobSpec
+from ..core.lifecycle import Transition
+from ..core.specs import JobSpec
 from ..core.protocol import Op, Reply, Request, REQUESTS, reply_key, waiting_key
-from ..registry import LOOP_ERRORS, RESENT, UPLOAD_BYTES, UPLOADS, JobRecord, Registry
+from ..registry import LOOP_ERRORS, UPLOAD_BYTES, UPLOADS, JobRecord, Registry
+from .reaper import Reaper
 
 log = logging.getLogger("cis490.coordinator")
 
 # How long transitions retry through a Redis restart before a request gives up.
 REDIS_PATIENCE_S = 60.0
-# How long an attempt may sit unsent (its sender died between the registry write and the broker) before it is sent.
-UNSENT_GRACE_S = 10.0
-# How often the broker is searched for the messages of pending jobs; a message missing from two
-# searches in a row is lost, so a lost message is sent again within about twice this.
-LOST_SCAN_S = 5.0
 REPLY_KEEP_S = 60
 POLL_S = 1.0
+
 
 class Coordinator:
     def __init__(self, settings: Settings, name: str | None = None, messages: Messages | None = None):
@@ -60,15 +53,14 @@ class Coordinator:
         self.messages = messages or Messages.from_settings(settings)
         self.stopping = threading.Event()
         self.started_at = time.time()
-        self._suspects: set[tuple[str, int]] = set()
-        self._last_scan = 0.0
+        self.reaper = Reaper(self.registry, self.messages, settings, self.started_at, self._survive)
 
     # --- the service ---------------------------------------------------------------
 
     def serve(self) -> None:
         """Serve requests and reap until `stop()` (or SIGTERM/SIGINT when run as `cis490-train coordinator`)."""
         self.registry.load_functions()
-        self.started_at = time.time()
+        self.started_at = self.reaper.watching_since = time.time()
         reaper = threading.Thread(target=self._reap_loop, name="cis490-reaper", daemon=True)
         reaper.start()
         log.info("coordinator %s serving %s", self.name, REQUESTS)
@@ -190,77 +182,7 @@ class Coordinator:
     def _reap_loop(self) -> None:
         ttl = max(2.0, min(5.0, self.settings.stale_after_s / 2))
         while not self.stopping.wait(min(POLL_S, self.settings.heartbeat_s)):
-            self._survive("reaper", lambda: self.registry.lead(self.name, ttl_s=ttl) and self.reap())
-
-    def reap(self, now: float | None = None) -> None:
-        """One reaper pass; each part survives the others' errors."""
-        now = time.time() if now is None else now
-        for part in (self._stale_leases, self._taken_unclaimed, self._unsent, self._fallbacks, self._lost_messages):
-            self._survive("reaper", lambda part=part: part(now))
-
-    def _stale_leases(self, now: float) -> None:
-        stale = self.settings.stale_after_s
-        for job_id in self.registry.stale_leases(now - stale):
-            t = self._each(job_id, lambda: self.registry.reap(job_id, stale, watching_since=self.started_at))
-            if t is not None and t.ok:
-                job = self.registry.get(job_id)
-                log.warning("reaper: %s (%s) %s; %s", job.name, job_id, job.error, AttemptOutcome.REQUEUED if t.dispatch else AttemptOutcome.FAILED)
-                if t.dispatch is not None:
-                    self.messages.dispatch(self.registry, job)
-
-    def _taken_unclaimed(self, now: float) -> None:
-        stale = self.settings.stale_after_s
-        limbo = max(3 * stale, self.settings.vram_wait_s + 2 * stale)
-        for job in self.registry.release_taken_unclaimed(now - limbo):
-            log.warning("reaper: %s attempt %s was taken by a worker that never claimed it; sending it again", job.name, job.attempt)
-            self.messages.dispatch(self.registry, job)
-
-    def _unsent(self, now: float) -> None:
-        for job_id in self.registry.unsent_before(now - UNSENT_GRACE_S):
-            job = self.registry.readable(job_id)
-            if job is not None and job.status == lifecycle.Status.PENDING and not job.sent:
-                log.warning("reaper: sending %s attempt %s, whose message never reached the broker", job.name, job.attempt)
-                self.messages.dispatch(self.registry, job)
-                self.registry.count(RESENT)
-            else:
-                self.registry.forget_unsent(job_id)
-
-    def _fallbacks(self, now: float) -> None:
-        for job_id in self.registry.due_fallbacks(now):
-            job = self._each(job_id, lambda: self.registry.fall_back(job_id))
-            if job is not None:
-                log.info("reaper: no CUDA host started %s in %ss; offering it to the CPU tier (%s)", job.name, job.spec.prefer_cuda_grace_s, job.fallback_queue)
-                self.messages.send(job.job_id, job.attempt, job.fallback_queue, job.broker_priority)
-
-    def _lost_messages(self, now: float) -> None:
-        """The registry, not the broker, is the truth about pending work: a pending job whose message
-        is in no queue and not taken, in two searches in a row, gets its next attempt sent."""
-        if now - self._last_scan < LOST_SCAN_S:
-            return
-        self._last_scan = now
-        transport = transport_options()
-        pending = self.registry.pending_sent()
-        queues = {q for _, _, qs in pending for q in qs}
-        present = self.registry.broker_task_ids(queues, transport["priority_steps"], transport["sep"]) if pending else set()
-        missing = {(job_id, attempt) for job_id, attempt, _ in pending if task_id(job_id, attempt) not in present}
-        confirmed, self._suspects = missing & self._suspects, missing
-        for job_id, attempt in sorted(confirmed):
-            t = self._each(job_id, lambda: self.registry.resend(job_id, attempt))
-            if t is not None and t.ok:
-                job = self.registry.get(job_id)
-                log.warning("reaper: the message of %s attempt %s left the broker unclaimed; sending attempt %s", job.name, attempt, job.attempt)
-                self.messages.dispatch(self.registry, job)
-
-    def _each(self, job_id: str, act: Callable[[], Any]) -> Any:
-        """One job's step of a pass: a record that cannot be read is reported and skipped, not fatal."""
-        try:
-            return act()
-        except BadRecord as exc:
-            self.registry.report(exc)
-        except JobNotFound:
-            pass
-        return None
-
+            self._survive("reaper", lambda: self.registry.lead(self.name, ttl_s=ttl) and self.reaper.reap())
 
 def _reply(t: Transition) -> Reply:
     return Reply(t.ok, t.reason)

@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 from . import lifecycle
 from .lifecycle import JobState
-from .manifest import JobSpec, Manifest
+from .manifest import Manifest
+from .specs import JobSpec
 from .routing import CPU, QueueClass, broker_priorities, fallback_queue, job_tier
 
 INSERT = "insert"  # new job: created pending, attempt 1 sent

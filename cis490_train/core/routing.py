@@ -18,7 +18,7 @@ from typing import Any
 
 from .capability import Capability
 from ..errors import TierUnavailable
-from .manifest import HostSpec, JobSpec
+from .specs import HostSpec, JobSpec
 
 CPU = "cpu"
 CUDA = "cuda"

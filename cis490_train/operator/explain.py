@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..core.capability import Capability
 from ..core.lifecycle import Status
-from ..core.manifest import HostSpec
+from ..core.specs import HostSpec
 from ..registry import JobRecord, WorkerInfo
 from ..core.routing import QueueClass, ineligibility
 

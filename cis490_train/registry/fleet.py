@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from ..core.manifest import HostSpec
+from ..core.specs import HostSpec
 from ..core.routing import QueueClass
 from ..errors import BadRecord
 from .connection import Connection

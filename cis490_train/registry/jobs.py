@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..core import lifecycle, plan
 from ..core.lifecycle import JobState, Lease, Transition
-from ..core.manifest import JobSpec
+from ..core.specs import JobSpec
 from ..core.plan import Existing, JobPlan
 from ..core.routing import fallback_queue
 from ..errors import BadRecord, JobNotFound
@@ -114,9 +114,9 @@ class Jobs(Connection):
     def cancel(self, job_id: str) -> Transition:
         return self.transition(job_id, lambda s: lifecycle.cancel(s, time.time()), audit="cancel")[0]
 
-    def reap(self, job_id: str, stale_after_s: float, watching_since: float = 0.0) -> Transition:
+    def reap(self, job_id: str, stale_after_s: float, watching_since: float = 0.0, now: float | None = None) -> Transition:
         return self.transition(
-            job_id, lambda s: lifecycle.reap(s, time.time(), stale_after_s, watching_since), extra=count_dispatch(REQUEUED)
+            job_id, lambda s: lifecycle.reap(s, time.time() if now is None else now, stale_after_s, watching_since), extra=count_dispatch(REQUEUED)
         )[0]
 
     def resend(self, job_id: str, attempt: int) -> Transition:

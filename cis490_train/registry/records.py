@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core import plan
 from ..core.lifecycle import JobState, float_field, int_field
-from ..core.manifest import JobSpec
+from ..core.specs import JobSpec
 from ..core.protocol import clean_progress
 from ..errors import BadRecord
 from .keys import spec_key, state_key

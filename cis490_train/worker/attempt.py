@@ -12,12 +12,10 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,21 +28,20 @@ from ..artifacts.client import StoreClient
 from ..core.capability import Capability
 from ..config import Settings
 from ..errors import BadRecord, BrokerUnavailable, Cis490Error, CoordinatorUnavailable, JobNotFound, StoreError
-from ..operator.joblog import LogShipper, parse_event
+from .logship import LogShipper
+from .trainer_proc import LineSink, OutputReader, exit_failure, new_process_group, stop
 from .leases import LeaseClient
 from ..core.lifecycle import AttemptOutcome, Lease
 from ..paths import inside
 from ..core.protocol import Reply
 from ..registry import JobRecord, Registry
 from ..core.routing import CPU, QueueClass
-from ..trainer import EXIT_OOM, PARENT_PID_ENV
+from ..trainer import PARENT_PID_ENV
 
 log = logging.getLogger("cis490.attempt")
 
-TAIL_LINES = 50
 COMMIT_PATIENCE_S = 60.0
 COMMIT_RETRY_S = 2.0
-KILL_GRACE_S = 1.0
 PROGRESS_EVERY_S = 1.0
 
 
@@ -71,7 +68,6 @@ class Outcome:
 
 
 ProgressSink = Callable[[dict[str, Any]], None]
-LineSink = Callable[[str, dict[str, Any] | None], None]
 
 
 class AttemptRunner:
@@ -180,23 +176,23 @@ class AttemptRunner:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())},
-            **_new_process_group(),
+            **new_process_group(),
         )
-        reader = _OutputReader(proc, workdir / "train.log", wake, sink)
+        reader = OutputReader(proc, workdir / "train.log", wake, sink)
         reader.start()
 
         try:
             started = self.leases.start(job.job_id, lease).ok
         except BaseException:
-            _stop(proc, reader)  # no trainer outlives an attempt that cannot be recorded
+            stop(proc, reader)  # no trainer outlives an attempt that cannot be recorded
             raise
         if not started:
-            _stop(proc, reader)
+            stop(proc, reader)
             return Outcome(job.job_id, lease.attempt, AttemptOutcome.LEASE_LOST, "job changed before the trainer started")
 
         stop_reason = self._supervise(job, lease, proc, reader, wake)
         if stop_reason != Stop.EXITED:
-            _stop(proc, reader)
+            stop(proc, reader)
         if stop_reason == Stop.SHUTDOWN:
             return self._fail(job, lease, lifecycle.Failure.WORKER_SHUTDOWN, "worker shutdown")
         if stop_reason == Stop.TIMEOUT:
@@ -212,7 +208,7 @@ class AttemptRunner:
         reader.join()
         if rc != 0:
             tail = "\n".join(reader.tail)
-            failure, what = _exit_failure(rc)
+            failure, what = exit_failure(rc)
             return self._fail(job, lease, failure, f"{what}\n{tail}".rstrip())
         if not self._beat(job, lease, reader.progress, strict=True):
             return Outcome(job.job_id, lease.attempt, AttemptOutcome.LEASE_LOST, "the job was reassigned before the upload")
@@ -238,7 +234,7 @@ class AttemptRunner:
         shutil.rmtree(workdir, ignore_errors=True)
         return Outcome(job.job_id, lease.attempt, AttemptOutcome.COMPLETED, artifact_id=bundle.sha256)
 
-    def _supervise(self, job: JobRecord, lease: Lease, proc: subprocess.Popen, reader: _OutputReader, wake: threading.Event) -> str:
+    def _supervise(self, job: JobRecord, lease: Lease, proc: subprocess.Popen, reader: OutputReader, wake: threading.Event) -> str:
         """Beat and report progress until the trainer exits; say why if it must be stopped instead.
 
         Wakes at least every second, so a cancel or a reassignment stops the trainer within about a second.
@@ -308,54 +304,6 @@ class AttemptRunner:
         return Outcome(job.job_id, lease.attempt, AttemptOutcome.FAILED, f"{failure}: {error}")
 
 
-def _exit_failure(rc: int) -> tuple[str, str]:
-    """Type a trainer's non-zero exit: out of memory (its own report, or the kernel's SIGKILL) or its error."""
-    if rc == EXIT_OOM:
-        return lifecycle.Failure.OOM, f"trainer ran out of memory (exit code {rc})"
-    if rc == -signal.SIGKILL:
-        return lifecycle.Failure.OOM, "trainer was killed by SIGKILL (the kernel's OOM killer, most likely)"
-    if rc < 0:
-        return lifecycle.Failure.TRAINER_ERROR, f"trainer was killed by signal {-rc}"
-    return lifecycle.Failure.TRAINER_ERROR, f"trainer exited with code {rc}"
-
-
-class _OutputReader(threading.Thread):
-    """Reads the trainer's output: progress lines become the latest progress, the rest a tail; every
-    line goes to the local log and to `sink` (the attempt's stream in Redis)."""
-
-    def __init__(self, proc: subprocess.Popen, log_path: Path, wake: threading.Event, sink: LineSink | None = None):
-        super().__init__(name="cis490-trainer-output", daemon=True)
-        self.proc = proc
-        self.log_path = log_path
-        self.wake = wake
-        self.sink = sink
-        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self.progress: dict[str, Any] | None = None
-        self.finished = threading.Event()
-        self.started = time.monotonic()  # made right after the trainer is spawned
-        self.wall_s = 0.0
-
-    def run(self) -> None:
-        try:
-            with self.log_path.open("w", encoding="utf-8") as logf:
-                for raw in iter(self.proc.stdout.readline, b""):
-                    line = raw.decode("utf-8", "replace").rstrip("\n")
-                    logf.write(line + "\n")
-                    logf.flush()
-                    event = parse_event(line)
-                    if self.sink is not None:
-                        self.sink(line, event)
-                    if event is not None and event.get("event") == "progress":
-                        self.progress = event
-                        self.wake.set()
-                    elif event is None:
-                        self.tail.append(line)
-        finally:
-            self.proc.stdout.close()
-            self.proc.wait()
-            self.wall_s = time.monotonic() - self.started
-            self.finished.set()
-            self.wake.set()
 
 
 def _progress_meta(job: JobRecord, lease: Lease, progress: dict[str, Any]) -> dict[str, Any]:
@@ -369,35 +317,3 @@ def _progress_meta(job: JobRecord, lease: Lease, progress: dict[str, Any]) -> di
     }
 
 
-def _new_process_group() -> dict[str, Any]:
-    if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
-
-
-def _stop(proc: subprocess.Popen, reader: _OutputReader) -> None:
-    _kill_group(proc)
-    reader.join()
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Stop the trainer and everything it started: SIGTERM to the group, SIGKILL after a grace period."""
-    if proc.poll() is not None:
-        return
-    if os.name == "nt":
-        proc.kill()
-        proc.wait()
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()

@@ -19,7 +19,7 @@ import redis
 from rich.console import Console
 
 from cis490_train.operator.embedded import free_port
-from cis490_train.core.manifest import JobSpec
+from cis490_train.core.specs import JobSpec
 from cis490_train.registry import JobRecord, log_key
 from cis490_train.operator.views import plain, watch_view
 from conftest import cli, stop
