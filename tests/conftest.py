@@ -7,23 +7,16 @@ port or the user's home directory.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import redis
 
-from browser import INSTALL_HINT, Browser, find_chromium
 from cis490_train.operator.embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, new_token
 from cis490_train.registry import Registry
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from helpers.browser import INSTALL_HINT, Browser, find_chromium
+from helpers.fleet import write_capability
 
 def pytest_configure(config):
     os.environ.pop("CIS490_BROKER_URL", None)
@@ -118,21 +111,6 @@ def store(fleet_env, tmp_path):
     server.stop()
 
 
-def write_capability(path: Path, host_id: str, *, cores: int = 2, ram: float = 16.0, gpus: list[float] = ()) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "host_id": host_id,
-                "cpu_cores": cores,
-                "ram_total_gib": ram,
-                "ram_available_gib": ram,
-                "cuda_devices": [{"index": i, "name": "test-gpu", "vram_total_gib": v, "vram_free_gib": v} for i, v in enumerate(gpus)],
-            }
-        )
-    )
-    return path
-
-
 @pytest.fixture
 def start_coordinator(fleet_env, tmp_path):
     """Start the fleet's coordinator (a real `cis490-train coordinator` process), by default with the
@@ -170,40 +148,3 @@ def start_worker(fleet_env, registry, tmp_path, start_coordinator):
     yield start
     for w in started:
         w.stop()
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cis490_train", *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
-    """Stop a process the test started: SIGTERM, then SIGKILL if it is still there after `timeout`."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def trainer_processes(marker: str) -> list:
-    """Live trainer processes whose command line mentions `marker` (a job id, a work directory)."""
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if "cis490_train.trainer" in cmd and any(marker in part for part in cmd):
-            found.append(proc)
-    return found
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll until `predicate()` is truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import grimp
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers.fleet import ROOT
 
 
 def test_the_import_contracts_hold():

@@ -28,7 +28,7 @@ from cis490_train.artifacts.client import StoreClient
 from cis490_train.artifacts.summary import SCAN_BYTES, _BoundedReader, _ScanLimit, read_report
 from cis490_train.operator.embedded import StoreServer, new_token
 from cis490_train.errors import ArtifactNotFound, StoreError
-from conftest import wait_for
+from helpers.fleet import wait_for
 
 TOKEN = new_token()
 DEADLINE_S = 20.0

@@ -22,7 +22,7 @@ from cis490_train.operator.embedded import free_port
 from cis490_train.core.specs import JobSpec
 from cis490_train.registry import JobRecord, log_key
 from cis490_train.operator.views import plain, watch_view
-from conftest import cli, stop
+from helpers.fleet import ROOT, cli, stop
 
 # What a terminal acts on: ESC (CSI, OSC titles, OSC 8 links), BEL, the 8-bit CSI and a bidi override.
 RAW = ("\x1b", "\x07", "\x9b", "\u202e")
@@ -321,7 +321,6 @@ def test_the_token_file_the_store_makes_is_private_and_read_back(tmp_path):
 
 # --- 6. the installers take no secret on the command line --------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
 INSTALLER = ROOT / "deploy" / "install-worker.sh"
 PASSWORD = "pw-0f9e8d7c6b5a"
 SECRET_TOKEN = "tok-5a6b7c8d9e0f"
@@ -369,7 +368,7 @@ def test_a_secret_on_the_installers_command_line_is_refused_without_echoing_it(t
 
 
 def test_the_installer_reads_the_secrets_from_files_or_the_environment(tmp_path):
-    from systemd_units import read_env_file
+    from helpers.systemd_units import read_env_file
 
     files = tmp_path / "files"
     files.mkdir()
@@ -463,7 +462,7 @@ def test_flower_listens_on_loopback_only_and_answers_401_without_the_password(fl
     import httpx
     import psutil
 
-    from conftest import wait_for
+    from helpers.fleet import wait_for
 
     password = secrets.token_urlsafe(12)
     port = free_port()

@@ -26,7 +26,7 @@ from cis490_train.core.lifecycle import Lease
 from cis490_train.core.manifest import Manifest
 from cis490_train.core.protocol import REQUESTS
 from cis490_train.registry import REAPER, Registry
-from conftest import cli, wait_for
+from helpers.fleet import cli, wait_for
 
 pytestmark = pytest.mark.integration
 

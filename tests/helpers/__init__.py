@@ -1,0 +1,1 @@
+"""Helpers the tests share, importable as `helpers.<module>` (the tests directory is on the path)."""
