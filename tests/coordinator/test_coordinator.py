@@ -15,18 +15,9 @@ from cis490_train.core.lifecycle import Lease
 from cis490_train.core.specs import JobSpec
 from cis490_train.core.protocol import REQUESTS, Op, Request, reply_key, waiting_key
 from cis490_train.registry import LOOP_ERRORS, Registry
+from helpers.fleet import Sent
 
 pytestmark = pytest.mark.integration
-
-
-class Sent(list):
-    """Records what the coordinator would send, instead of sending it."""
-
-    def dispatch(self, registry, job) -> None:
-        self.append((job.job_id, job.attempt))
-
-    def send(self, job_id, attempt, queue, priority) -> None:
-        self.append((job_id, attempt, queue))
 
 
 @pytest.fixture

@@ -14,16 +14,9 @@ from cis490_train.core.lifecycle import Lease, Status
 from cis490_train.core.routing import QueueClass
 from cis490_train.core.specs import JobSpec
 from cis490_train.registry import Registry
+from helpers.fleet import Sent
 
 pytestmark = pytest.mark.integration
-
-
-class Sent(list):
-    def dispatch(self, registry, job) -> None:
-        self.append(("dispatch", job.job_id, job.attempt))
-
-    def send(self, job_id, attempt, queue, priority) -> None:
-        self.append(("send", job_id, attempt, queue))
 
 
 def survive(loop, step) -> None:

@@ -62,3 +62,13 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Sent(list):
+    """Records what the coordinator or the reaper would send, in place of the broker."""
+
+    def dispatch(self, registry, job) -> None:
+        self.append(("dispatch", job.job_id, job.attempt))
+
+    def send(self, job_id, attempt, queue, priority) -> None:
+        self.append(("send", job_id, attempt, queue))

@@ -15,7 +15,7 @@ from cis490_train.core.lifecycle import AttemptOutcome, Status
 from cis490_train.core.routing import QueueClass
 from cis490_train.core.specs import JobSpec
 from cis490_train.worker.attempt import AttemptRunner
-from helpers.fleet import trainer_processes, wait_for, write_capability
+from helpers.fleet import Sent, trainer_processes, wait_for, write_capability
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +41,6 @@ else:
     print("stand-in failing on purpose", flush=True)
 sys.exit(code)
 '''
-
-
-class Sent(list):
-    def dispatch(self, registry, job) -> None:
-        self.append((job.job_id, job.attempt))
-
-    def send(self, job_id, attempt, queue, priority) -> None:
-        self.append((job_id, attempt, queue))
 
 
 @pytest.fixture
