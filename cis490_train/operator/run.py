@@ -62,7 +62,7 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
     started: list = []
     try:
         redis_server = RedisServer(tmp / "redis", binary=find_redis_server(settings.redis_server))
-        console.print(redis_server.binary.describe(), markup=False)
+        console.print(plain(redis_server.binary.describe()), markup=False)
         started.append(redis_server.start())
         env = child_env(
             CIS490_BROKER_URL=redis_server.url,
