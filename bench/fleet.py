@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cis490-bench-") as tmp:
         workdir = Path(tmp)
         redis_server = RedisServer(workdir / "redis").start()
+        print(redis_server.binary.describe())
         url = redis_server.url
         os.environ.update(CIS490_BROKER_URL=url, CIS490_RESULT_BACKEND=url, RAW_BROKER_URL=url)
         sys.path.insert(0, str(HERE))

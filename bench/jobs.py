@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{platform.node()}: {os.cpu_count()} cores, python {platform.python_version()}, celery {celery.__version__}, psutil {psutil.__version__}")
     with tempfile.TemporaryDirectory(prefix="cis490-bench-jobs-") as tmp:
         fleet = Fleet(Path(tmp))
+        print(fleet.redis.binary.describe())
         try:
             rows = run(fleet, n, warmup, kills, lowest_kills, cancels, spans, sim_scale)
         finally:

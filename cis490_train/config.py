@@ -76,6 +76,7 @@ class Settings:
     operator_password: str | None = None
     worker_password: str | None = None
     trainer_wrapper: tuple[str, ...] = ()
+    redis_server: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -114,6 +115,7 @@ class Settings:
             operator_password=env.get("CIS490_OPERATOR_PASSWORD") or None,
             worker_password=env.get("CIS490_WORKER_PASSWORD") or None,
             trainer_wrapper=_command(env, "CIS490_TRAINER_WRAPPER"),
+            redis_server=Path(env["CIS490_REDIS_SERVER"]) if env.get("CIS490_REDIS_SERVER") else None,
         )
 
     def store_token(self, root: Path) -> str:

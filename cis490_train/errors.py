@@ -147,6 +147,12 @@ class EmbeddedRunError(Cis490Error):
     """`cis490-train run` could not start or keep one of its services."""
 
 
+class RedisVersionError(EmbeddedRunError):
+    """The redis-server at hand is too old for what was asked of it (ACL users need 7.0)."""
+
+    exit_code = 2
+
+
 class PermissionDenied(Cis490Error):
     """Redis refused the credential for this action (a worker user attempting an operator action)."""
 

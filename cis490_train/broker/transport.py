@@ -1,5 +1,6 @@
 """kombu's Redis transport, with every Lua script it (or redis-py's lock) runs sent as a call of
-the fleet's Redis functions instead of `EVALSHA`.
+the fleet's Redis functions instead of `EVALSHA` (on Redis 7+; 6.2 has no functions, and there
+`functions.call` runs the script itself).
 
 The worker user may not run scripts (a script can stall Redis for every host);
 it may call the functions an operator loaded (`functions`). Celery uses this

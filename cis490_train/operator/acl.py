@@ -13,7 +13,9 @@ called); and it may not send Celery remote-control commands, which travel on the
 channels.
 
 Redis has no deny patterns, so what a worker may read is listed key by key.
-The ACL file keeps only the passwords' sha256, never the passwords.
+The ACL file keeps only the passwords' sha256, never the passwords. The users
+need Redis 7.0 or newer (functions, ACL selectors); a private Redis older than
+that refuses the file (`embedded.RedisServer`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +19,9 @@ from pathlib import Path
 import httpx
 import redis
 
-from ..errors import EmbeddedRunError
+from ..config import Settings
+from ..errors import EmbeddedRunError, RedisVersionError
+from .redis_binary import RedisBinary, find_redis_server
 
 
 def free_port() -> int:
@@ -77,10 +78,15 @@ class Service:
 
 
 class RedisServer(Service):
+    """A private redis-server; `binary` defaults to what `find_redis_server` picks (`binary.describe()` says which)."""
+
     name = "redis-server"
 
-    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False, acl_file: Path | None = None):
+    def __init__(
+        self, workdir: Path, port: int | None = None, appendonly: bool = False, acl_file: Path | None = None, binary: RedisBinary | None = None
+    ):
         super().__init__()
+        self.binary = binary or find_redis_server(Settings.from_env().redis_server)
         self.workdir = workdir
         self.port = port or free_port()
         self.appendonly = appendonly
@@ -92,13 +98,15 @@ class RedisServer(Service):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise EmbeddedRunError("redis-server is not installed; install it (Debian/Ubuntu: apt-get install redis-server) or point CIS490_BROKER_URL at a Redis")
+        if self.acl_file and not self.binary.has_functions:
+            raise RedisVersionError(
+                f"the fleet's ACL users need Redis 7.0 or newer (functions, ACL selectors); {self.binary.describe()}: "
+                "install redis-server 7.0+ or set CIS490_REDIS_SERVER to one"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
-                binary,
+                str(self.binary.path),
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.workdir),

@@ -17,6 +17,7 @@ from ..core.capability import Capability
 from ..config import Settings
 from ..broker.messages import Messages
 from .embedded import CoordinatorProcess, RedisServer, StoreServer, WorkerProcess, child_env, new_token
+from .redis_binary import find_redis_server
 from ..errors import DataError, EmbeddedRunError
 from ..core.lifecycle import TERMINAL, Status
 from ..core.manifest import Manifest
@@ -60,8 +61,9 @@ def run_manifest(path: Path, settings: Settings, workers: int, console: Console,
     tmp = Path(tempfile.mkdtemp(prefix="cis490-run-"))
     started: list = []
     try:
-        redis_server = RedisServer(tmp / "redis").start()
-        started.append(redis_server)
+        redis_server = RedisServer(tmp / "redis", binary=find_redis_server(settings.redis_server))
+        console.print(plain(redis_server.binary.describe()), markup=False)
+        started.append(redis_server.start())
         env = child_env(
             CIS490_BROKER_URL=redis_server.url,
             CIS490_RESULT_BACKEND=redis_server.url,

@@ -16,6 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..core.scores import LABELS, METRICS
 from ..core.text import duration, progress_summary
 from ..core.lifecycle import LEASED, AttemptOutcome, Status
 from ..core.routing import QueueClass
@@ -223,24 +224,32 @@ def leaderboard_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
 
 
 def results_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"{len(rows)} completed job{'s' if len(rows) != 1 else ''} (95% bootstrap CI)", title_justify="left")
-    for col in ("model", "mode", "split", "accuracy", "macro-F1", "balanced acc.", "baseline acc.", "host", "duration", "artifact"):
-        table.add_column(col, no_wrap=True)
+    """Two lines a job (a score above its CI, the model above mode and split, the host above the
+    artifact), so the table fits 120 columns; long host names fold, nothing is cut."""
+    table = Table(title=f"{len(rows)} completed job{'s' if len(rows) != 1 else ''} (95% bootstrap CI)", title_justify="left", show_lines=True)
+    table.add_column("model\nmode, split", no_wrap=True)
+    for name in METRICS:
+        table.add_column(LABELS[name], no_wrap=True)
+    table.add_column("baseline\naccuracy", no_wrap=True)
+    table.add_column("host\nartifact", overflow="fold")
+    table.add_column("duration", no_wrap=True)
+    lines = Text("\n").join
     for row in rows:
         m, b = row["metrics"], row["baseline"]
         table.add_row(
-            cell(row["model"]),
-            cell(row["mode"]),
-            cell(row["split"]),
-            metric_cell(m.get("accuracy")),
-            metric_cell(m.get("macro_f1")),
-            metric_cell(m.get("balanced_accuracy")),
+            lines([cell(row["model"]), cell(f"{row['mode']}, {row['split']}")]),
+            *(_score_lines(m.get(name)) for name in METRICS),
             f"{b['accuracy']['value']:.3f}" if b.get("accuracy") else "",
-            cell(row["host"]),
+            lines([cell(row["host"]), cell(row["artifact_id"][:12])]),
             duration(row["duration_s"]),
-            cell(row["artifact_id"][:12]),
         )
     return table
+
+
+def _score_lines(m: dict[str, Any] | None) -> str:
+    if not m or m.get("value") is None:
+        return ""
+    return f"{m['value']:.3f}\n[{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
 
 
 def workers_table(workers: list[WorkerInfo], now: float | None = None) -> Table:

@@ -1,10 +1,15 @@
-"""The fleet's server-side code, as one Redis function library.
+"""The fleet's server-side code: Lua scripts, loaded into Redis as one function library.
 
-Operators and the coordinator load it (`FUNCTION LOAD REPLACE`); the worker
-user may only call it (`FCALL`): `EVAL`, `SCRIPT` and `FUNCTION` are denied to
-workers, so a worker credential cannot run code of its own inside Redis. A
-function runs with the caller's key permissions, so calling one grants nothing
-the caller could not do command by command.
+Each script is a plain Lua file under `lua/` (KEYS and ARGV, as `EVAL` takes
+them); the library text wraps every one in a `redis.register_function`. On
+Redis 7+ operators and the coordinator load the library (`FUNCTION LOAD
+REPLACE`) and the worker user may only call it (`FCALL`): `EVAL`, `SCRIPT` and
+`FUNCTION` are denied to workers, so a worker credential cannot run code of its
+own inside Redis. A function runs with the caller's key permissions, so calling
+one grants nothing the caller could not do command by command.
+
+Redis 6.2 has no functions (nor the ACL users that need them): there the same
+scripts run with `EVALSHA`, found out once per connection pool.
 
 The library also carries, as functions, the few Lua scripts kombu's Redis
 transport and redis-py's lock would send with `EVALSHA` (`broker` routes them
@@ -18,35 +23,30 @@ so a fleet mixing old and new hosts never calls code it does not expect.
 from __future__ import annotations
 
 import hashlib
+import weakref
+from importlib import resources
 from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
+from redis.commands.core import Script
 from redis.lock import Lock
 
 from ..errors import Cis490Error, PermissionDenied
 
 LIBRARY = "cis490_1"
 
-# Answers the library's name: whether it is loaded, for users who may not list functions.
-PING = f"{LIBRARY}_ping"
-# Hold or take a lock (the reaper's): it lapses if its holder dies. A lock without an expiry was
-# not set by this code and is taken over.
-LEAD = f"{LIBRARY}_lead"
-# Let go of that lock, if this holder has it: a coordinator that stops hands over at once.
-RELEASE = f"{LIBRARY}_release"
-# Create a job only if it does not exist: concurrent enqueues of one manifest insert it once.
-CREATE = f"{LIBRARY}_create"
-# Mark an attempt's message as on the broker, unless the job moved on meanwhile.
-MARK_SENT = f"{LIBRARY}_mark_sent"
-# Jobs per status, counted inside Redis: one round trip and ~1 µs a job (a pipelined HGET per job
-# costs the client ~10 µs a job). Its keys come as arguments: a key in KEYS must be writable by the
-# caller, and the worker and metrics users may only read them. Fine on the one Redis of a fleet,
-# not on a cluster.
-STATUS_COUNTS = f"{LIBRARY}_status_counts"
-# Append a batch of log entries in one call: ARGV = cap, ttl, then entries as (field count, field,
-# value, ...); a lone `line` field holds many lines joined by newlines, one stream entry each.
-LOG_APPEND = f"{LIBRARY}_log_append"
+
+def _read(stem: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{stem}.lua").read_text(encoding="utf-8")
+
+
+# The fleet's scripts by function name; what each does is said at the top of its file.
+_STEMS = ("ping", "lead", "release", "create", "mark_sent", "status_counts", "log_append")
+SCRIPTS = {f"{LIBRARY}_{stem}": _read(stem) for stem in _STEMS}
+PING, LEAD, RELEASE, CREATE, MARK_SENT, STATUS_COUNTS, LOG_APPEND = SCRIPTS
+# Functions that only read: callable with FCALL_RO, and by users that may not write.
+READ_ONLY = frozenset({PING, STATUS_COUNTS})
 
 # The scripts of the libraries under Celery that a worker runs: the mutex around kombu's restore of
 # unacknowledged messages (redis-py's lock) and kombu's binding expiry for expiring queues (pidbox).
@@ -70,104 +70,47 @@ def script_function(script: str) -> str:
     return name
 
 
-_WRAPPED = "".join(
-    f"\nredis.register_function('{script_function(body)}', function(KEYS, ARGV)\n{body}\nend)\n" for body in LIBRARY_SCRIPTS
-)
+SCRIPTS.update({script_function(body): body for body in LIBRARY_SCRIPTS})
 
-SOURCE = f"""#!lua name={LIBRARY}
 
-redis.register_function{{
-  function_name = '{PING}',
-  flags = {{'no-writes'}},
-  callback = function(keys, args) return '{LIBRARY}' end
-}}
+def _register(name: str, body: str) -> str:
+    flags = "{'no-writes'}" if name in READ_ONLY else "{}"
+    return f"redis.register_function{{\n  function_name = '{name}',\n  flags = {flags},\n  callback = function(KEYS, ARGV)\n{body}\nend\n}}\n"
 
-redis.register_function('{LEAD}', function(keys, args)
-  local holder = redis.call('GET', keys[1])
-  if not holder or holder == args[1] or redis.call('PTTL', keys[1]) < 0 then
-    redis.call('SET', keys[1], args[1], 'PX', args[2])
-    return 1
-  end
-  return 0
-end)
 
-redis.register_function('{RELEASE}', function(keys, args)
-  if redis.call('GET', keys[1]) == args[1] then return redis.call('DEL', keys[1]) end
-  return 0
-end)
+SOURCE = f"#!lua name={LIBRARY}\n\n" + "\n".join(_register(name, body) for name, body in SCRIPTS.items())
 
-redis.register_function('{CREATE}', function(keys, args)
-  if redis.call('EXISTS', keys[1]) == 1 then return 0 end
-  redis.call('HSET', keys[1], unpack(args, 4))
-  redis.call('SET', keys[2], args[1])
-  redis.call('SADD', keys[3], keys[4])
-  if args[2] ~= '' then redis.call('ZADD', keys[5], args[2], keys[4]) end
-  redis.call('ZADD', keys[6], args[3], keys[4])
-  return 1
-end)
+# The same scripts for EVALSHA (bytes: no client's encoder needed); a pipeline loads them before it runs.
+_EVAL = {name: Script(None, body.encode()) for name, body in SCRIPTS.items()}
+_has_functions: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
-redis.register_function('{MARK_SENT}', function(keys, args)
-  if redis.call('HGET', keys[1], 'attempt') == args[1] then
-    redis.call('HSET', keys[1], 'sent', 1)
-    redis.call('ZREM', keys[2], args[2])
-  end
-  return 0
-end)
 
-redis.register_function{{
-  function_name = '{STATUS_COUNTS}',
-  flags = {{'no-writes'}},
-  callback = function(keys, args)
-    local counts = {{}}
-    for _, id in ipairs(redis.call('SMEMBERS', args[1])) do
-      local status = redis.call('HGET', args[2] .. id, 'status')
-      if status then counts[status] = (counts[status] or 0) + 1 end
-    end
-    local out = {{}}
-    for status, n in pairs(counts) do
-      out[#out + 1] = status
-      out[#out + 1] = n
-    end
-    return out
-  end
-}}
-
-redis.register_function('{LOG_APPEND}', function(keys, args)
-  local i = 3
-  while i <= #args do
-    local n = tonumber(args[i])
-    if n == 1 and args[i + 1] == 'line' then
-      local text, from = args[i + 2], 1
-      while true do
-        local nl = string.find(text, '\\n', from, true)
-        redis.call('XADD', keys[1], 'MAXLEN', '~', args[1], '*', 'line', string.sub(text, from, (nl or 0) - 1))
-        if not nl then break end
-        from = nl + 1
-      end
-    else
-      redis.call('XADD', keys[1], 'MAXLEN', '~', args[1], '*', unpack(args, i + 1, i + 2 * n))
-    end
-    i = i + 1 + 2 * n
-  end
-  redis.call('EXPIRE', keys[1], args[2])
-  return 0
-end)
-{_WRAPPED}"""
+def has_functions(client: Any) -> bool:
+    """Whether the client's Redis has functions (7.0+), asked once per connection pool."""
+    pool = client.connection_pool
+    if pool not in _has_functions:
+        try:
+            redis.Redis(connection_pool=pool).fcall_ro(PING, 0)
+            _has_functions[pool] = True
+        except redis.ResponseError as exc:
+            _has_functions[pool] = "unknown command" not in str(exc).lower()
+    return _has_functions[pool]
 
 
 def load(client: redis.Redis) -> None:
-    """Load (or replace) the library; needs a user allowed `FUNCTION LOAD` (operator)."""
+    """Load (or replace) the library; needs a user allowed `FUNCTION LOAD` (operator). Without
+    functions there is nothing to load: each script goes to Redis on its first `EVALSHA`."""
+    if not has_functions(client):
+        return
     try:
         client.function_load(SOURCE, replace=True)
     except redis.exceptions.NoPermissionError as exc:
         raise PermissionDenied(f"NOPERM: this Redis user may not load the fleet's functions; start the coordinator or enqueue once with the operator user ({exc})") from None
-    except redis.ResponseError as exc:
-        if "unknown command" in str(exc).lower():
-            raise Cis490Error(f"this Redis has no functions ({exc}); the fleet needs Redis 7.0 or newer") from None
-        raise
 
 
 def loaded(client: redis.Redis) -> bool:
+    if not has_functions(client):
+        return True
     try:
         client.fcall_ro(PING, 0)
     except redis.ResponseError as exc:
@@ -183,7 +126,9 @@ def missing(exc: Exception) -> bool:
 
 
 def call(client: Any, name: str, keys: list[str], args: list[Any], read_only: bool = False) -> Any:
-    """FCALL (or FCALL_RO) on a client or a pipeline."""
+    """FCALL (or FCALL_RO) on a client or a pipeline; EVALSHA where Redis has no functions."""
+    if not has_functions(client):
+        return _EVAL[name](keys, args, client)
     if read_only:
         return client.fcall_ro(name, len(keys), *keys, *args)
     return client.fcall(name, len(keys), *keys, *args)

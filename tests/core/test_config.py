@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cis490_train.config import Settings
@@ -36,6 +38,11 @@ def test_bad_values_name_the_variable(env, needle):
 def test_trainer_wrapper_is_split_like_a_shell_would():
     s = Settings.from_env({"CIS490_TRAINER_WRAPPER": "systemd-run --scope -p 'MemoryMax=32G' nice -n 10"})
     assert s.trainer_wrapper == ("systemd-run", "--scope", "-p", "MemoryMax=32G", "nice", "-n", "10")
+
+
+def test_redis_server_is_unset_unless_named():
+    assert Settings.from_env({}).redis_server is None
+    assert Settings.from_env({"CIS490_REDIS_SERVER": "/opt/redis/bin/redis-server"}).redis_server == Path("/opt/redis/bin/redis-server")
 
 
 def test_trainer_log_settings_default_and_refuse_bad_values():

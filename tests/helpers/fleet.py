@@ -1,13 +1,17 @@
 """What the tests share besides fixtures: the repository root, stand-in capability files, the CLI
-as a subprocess, stopping processes, finding trainers, and polling with a deadline."""
+as a subprocess, stopping processes, finding trainers, polling with a deadline, and skipping what
+cannot be checked here (a failure in CI)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +29,13 @@ def write_capability(path: Path, host_id: str, *, cores: int = 2, ram: float = 1
         )
     )
     return path
+
+
+def skip_locally(reason: str) -> None:
+    """What a test cannot check here: skipped on a laptop, a failure in CI (CI=true), which must check it."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -27,7 +27,7 @@ MANIFEST = 'schema_version = 1\nname = "acl"\n[[jobs]]\nname = "g"\nmodel = "gbt
 
 
 @pytest.fixture
-def acl_redis(tmp_path):
+def acl_redis(tmp_path, redis_binary_7):
     passwords = {OPERATOR: new_password(), WORKER: new_password()}
     acl = tmp_path / "users.acl"
     acl.write_text(render_acl(passwords[OPERATOR], passwords[WORKER]))
@@ -119,9 +119,7 @@ def test_only_json_is_accepted(fleet_env, registry, redis_url, store, start_work
     assert registry.find("g").starts == 0 and registry.attempts(job.job_id) == []
 
 
-def test_shipped_redis_config_requires_auth_keeps_an_aof_and_never_evicts(tmp_path):
-    import shutil
-
+def test_shipped_redis_config_requires_auth_keeps_an_aof_and_never_evicts(tmp_path, redis_binary_7):
     from cis490_train.operator.embedded import free_port
 
     conf = ROOT / "deploy" / "redis" / "cis490-redis.conf"
@@ -131,7 +129,7 @@ def test_shipped_redis_config_requires_auth_keeps_an_aof_and_never_evicts(tmp_pa
     acl.write_text(generated.stdout)
     port = free_port()
     proc = subprocess.Popen(
-        [shutil.which("redis-server"), str(conf), "--port", str(port), "--dir", str(tmp_path), "--aclfile", str(acl), "--daemonize", "no"],
+        [str(redis_binary_7.path), str(conf), "--port", str(port), "--dir", str(tmp_path), "--aclfile", str(acl), "--daemonize", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -157,7 +155,7 @@ def _pings(client) -> bool:
         return False
 
 
-def test_acl_output_is_private_and_holds_no_password(tmp_path):
+def test_acl_output_is_private_and_holds_no_password(tmp_path, redis_binary_7):
     out = tmp_path / "users.acl"
     made = subprocess.run([sys.executable, "-m", "cis490_train", "acl", "--output", str(out)], capture_output=True, text=True, check=True)
     urls = dict(line.replace(" ", "").split(":CIS490_BROKER_URL=") for line in made.stderr.splitlines())

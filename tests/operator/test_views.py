@@ -11,7 +11,7 @@ from cis490_train.core import events
 from cis490_train.operator import joblog
 from cis490_train.core.specs import JobSpec
 from cis490_train.registry import JobRecord
-from cis490_train.operator.views import eta_seconds, jobs_table, progress_bar, progress_fraction, status_changes, watch_view
+from cis490_train.operator.views import eta_seconds, jobs_table, leaderboard_rows, progress_bar, progress_fraction, results_table, status_changes, watch_view
 
 NOW = 10_000.0
 TRAIN = {
@@ -159,3 +159,31 @@ def test_why_a_log_is_empty():
     assert joblog.why_empty("pending", 2, 2) == "it has not started yet"
     assert joblog.why_empty("running", 2, 2) == "the trainer has printed nothing yet"
     assert "CIS490_LOG_KEEP_S" in joblog.why_empty("running", 3, 2)
+
+
+def test_the_results_table_fits_120_columns_and_keeps_every_value():
+    models = ("gbt", "knn", "knn_semi", "mlp", "cnn", "gru", "lstm", "transformer", "transformer_ssl")
+    hosts = ("elliott-thinkpad", "darwin-server", "lab-ws1.cs.example-university.edu", "euler-pi")
+    records = []
+    for i, model in enumerate(models):
+        spec = JobSpec(name=f"{model}-oracle", model=model, mode="oracle" if i % 2 else "realistic", split_recipe=("host", "sample", "time")[i % 3])
+        v = 0.5 + i / 20
+        score = {"value": v, "ci_low": v - 0.021, "ci_high": v + 0.013}
+        records.append(
+            JobRecord(
+                job_id=spec.job_id, spec=spec, status="completed", attempt=1, starts=1, max_attempts=3, queue=f"cpu.{model}", broker_priority=0,
+                manifest="m", host=hosts[i % 4], started_at=NOW, finished_at=NOW + (4.8, 75, 750, 3723)[i % 4], artifact_id=f"{i:x}" * 64,
+                result={"metrics": {"accuracy": score, "macro_f1": score, "balanced_accuracy": score}, "baseline": {"accuracy": {"value": 0.456}}},
+            )
+        )
+    rows = leaderboard_rows(records)
+    out = text(results_table(rows), width=120)
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 120 and "…" not in out
+    for row in rows:
+        assert f"{row['model']:<17}" in out and f"{row['mode']}, {row['split']}" in out and row["artifact_id"][:12] in out
+        m = row["metrics"]["macro_f1"]
+        assert f"{m['value']:.3f}" in out and f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]" in out
+    hosts_column = "".join(line.split("│")[6].strip() for line in lines if line.count("│") == 8)
+    assert all(host in hosts_column for host in hosts)
+    assert all(d in out for d in ("4.8s", "1m15s", "12m30s", "1h02m"))

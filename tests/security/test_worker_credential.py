@@ -65,7 +65,7 @@ class AclFleet:
 
 
 @pytest.fixture
-def acl_fleet(fleet_env, store, start_coordinator, start_worker, tmp_path):
+def acl_fleet(redis_binary_7, fleet_env, store, start_coordinator, start_worker, tmp_path):
     passwords = {OPERATOR: new_password(), WORKER: new_password()}
     acl = tmp_path / "users.acl"
     acl.write_text(render_acl(passwords[OPERATOR], passwords[WORKER]))

@@ -1,0 +1,2 @@
+-- Answers that the library is loaded, for users who may not list functions.
+return 'loaded'
