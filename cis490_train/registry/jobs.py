@@ -183,12 +183,16 @@ class Jobs(Connection):
         if manifest is None and model is None and status is None:
             return self._records(ids)
         statuses = {status} if isinstance(status, str) else status
+
+        def wanted(job_manifest: str | None, job_model: str | None, job_status: str | None) -> bool:
+            return (
+                (manifest is None or job_manifest == manifest)
+                and (model is None or job_model == model)
+                and (statuses is None or job_status in statuses)
+            )
+
         rows = self._fields(ids, "manifest", "model", "status")
-        return self._records(
-            job_id
-            for job_id, (job_manifest, job_model, job_status) in zip(ids, rows)
-            if manifest in (None, job_manifest) and model in (None, job_model) and (statuses is None or job_status in statuses)
-        )
+        return self._records(job_id for job_id, row in zip(ids, rows) if wanted(*row))
 
     def _records(self, ids: Iterable[str]) -> list[JobRecord]:
         ids = list(ids)
