@@ -1,5 +1,5 @@
-"""What every command shares: the console, the registry and message factories, JSON output and
-the option converters."""
+"""What the command modules share, written once: the console, the registry and message factories,
+JSON output, the option converters and the `--manifest` filter."""
 
 from __future__ import annotations
 
