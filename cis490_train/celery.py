@@ -1,3 +1,5 @@
 """What `celery -A cis490_train` finds: the worker's app (`worker.app`)."""
 
-from .worker.app import app  # noqa: F401
+from .worker.app import app
+
+__all__ = ["app"]

@@ -143,6 +143,10 @@ class ArtifactNotFound(StoreError):
     exit_code = 2
 
 
+class AmbiguousArtifact(ArtifactNotFound):
+    """An id prefix that more than one stored artifact starts with."""
+
+
 class EmbeddedRunError(Cis490Error):
     """`cis490-train run` could not start or keep one of its services."""
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from ..errors import ArtifactNotFound, DigestMismatch, StoreAuthError, StoreError
+from ..errors import AmbiguousArtifact, ArtifactNotFound, DigestMismatch, StoreAuthError, StoreError
 from ..atomic import fsync_dir
 from .bundle import BundleInfo
 from .records import NAME, ArtifactMeta, ArtifactRecord, check_artifact_id
@@ -148,6 +148,18 @@ class StoreClient:
                 params[key] = value
         response = self._send("GET", f"{self.base_url}/v1/artifacts", params=params)
         return [ArtifactRecord.from_json(row) for row in response.json()]
+
+    def resolve(self, prefix: str) -> str:
+        """A full artifact id, or the one stored artifact whose id starts with `prefix` (6+ characters)."""
+        if len(prefix) == 64:
+            return prefix
+        found = [r.artifact_id for r in self.list() if r.artifact_id.startswith(prefix.lower())] if len(prefix) >= 6 else []
+        if len(found) == 1:
+            return found[0]
+        error = AmbiguousArtifact if found else ArtifactNotFound
+        raise error(
+            f"{prefix!r} names {'more than one' if found else 'no'} artifact in the store; give a bundle path, a full id or a unique prefix of 6+ characters"
+        )
 
     def meta(self, artifact_id: str) -> tuple[ArtifactRecord, Summary | None]:
         """A stored bundle's index row and summary (None without a report), checked as on the store."""

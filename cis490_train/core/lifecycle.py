@@ -32,6 +32,7 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 LEASED = frozenset({Status.CLAIMED, Status.RUNNING})
+UNFINISHED = frozenset(Status) - TERMINAL
 _STATUSES = frozenset(Status)
 
 

@@ -70,6 +70,15 @@ def note(fields: dict[str, str], attempt: int) -> str | None:
     return None
 
 
+def trimmed_note(trimmed: int, attempt: int) -> str:
+    return f"[the first {trimmed} entries of attempt {attempt} were dropped: the log keeps the last CIS490_LOG_LINES]"
+
+
+def empty_note(name: str, job_id: str, attempt: int, status: str, current: int) -> str:
+    """What `logs` says of an attempt that printed nothing, and why."""
+    return plain(f"no output recorded for attempt {attempt} of {name} ({job_id}): {why_empty(status, current, attempt)}")
+
+
 def why_empty(status: str, current: int, attempt: int) -> str:
     """Why an attempt's stream holds nothing, from the job's status and current attempt."""
     if current == attempt and status == Status.PENDING:

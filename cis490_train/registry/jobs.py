@@ -169,8 +169,33 @@ class Jobs(Connection):
             self.report(exc)
             return None
 
-    def jobs(self, ids: Iterable[str] | None = None) -> list[JobRecord]:
+    def jobs(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        manifest: str | None = None,
+        model: str | None = None,
+        status: str | frozenset[str] | None = None,
+    ) -> list[JobRecord]:
+        """Every job's record (or those of `ids`), narrowed to a manifest, a model and a status or set of
+        statuses: the filters read three fields of each job, whole records only of those that match."""
         ids = self.job_ids() if ids is None else list(ids)
+        if manifest is None and model is None and status is None:
+            return self._records(ids)
+        statuses = {status} if isinstance(status, str) else status
+
+        def wanted(job_manifest: str | None, job_model: str | None, job_status: str | None) -> bool:
+            return (
+                (manifest is None or job_manifest == manifest)
+                and (model is None or job_model == model)
+                and (statuses is None or job_status in statuses)
+            )
+
+        rows = self._fields(ids, "manifest", "model", "status")
+        return self._records(job_id for job_id, row in zip(ids, rows) if wanted(*row))
+
+    def _records(self, ids: Iterable[str]) -> list[JobRecord]:
+        ids = list(ids)
         with self.guard():
             pipe = self.r.pipeline(transaction=False)
             for job_id in ids:

@@ -71,6 +71,33 @@ class JobRecord:
     def state(self) -> JobState:
         return JobState(self.status, self.attempt, self.starts, self.max_attempts, self.worker, self.heartbeat_at or 0.0, self.lease_hash)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What `status --json` and `show --json` print of a job: the fields an operator reads, not its lease."""
+        return {
+            "job_id": self.job_id,
+            "name": self.name,
+            "manifest": self.manifest,
+            "status": self.status,
+            "attempt": self.attempt,
+            "starts": self.starts,
+            "max_attempts": self.max_attempts,
+            "queue": self.queue,
+            "broker_priority": self.broker_priority,
+            "worker": self.worker,
+            "host": self.host,
+            "created_at": self.created_at,
+            "claimed_at": self.claimed_at,
+            "started_at": self.started_at,
+            "heartbeat_at": self.heartbeat_at,
+            "finished_at": self.finished_at,
+            "progress": self.progress,
+            "error": self.error,
+            "failure": self.failure,
+            "artifact_id": self.artifact_id,
+            "result": self.result,
+            "spec": self.spec.to_dict(),
+        }
+
     @classmethod
     def from_redis(cls, job_id: str, f: dict[str, str], spec_json: str | None) -> JobRecord:
         """A job's record as read back; BadRecord naming its key when a field cannot be used.

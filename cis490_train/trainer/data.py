@@ -27,7 +27,7 @@ from .contract import (
 )
 from .synth import synthesize
 
-__all__ = ["Dataset", "check_dataset", "load_dataset", "load_model_inputs", "synthesize"]
+__all__ = ["Dataset", "DatasetSummary", "check_dataset", "describe_dataset", "load_dataset", "load_model_inputs", "synthesize"]
 
 _UTC = ("UTC", "Etc/UTC", "+00:00")
 
@@ -73,6 +73,52 @@ def check_dataset(path: Path, expect_schema_hash: str | None = None) -> Schema:
     """Raise one DataError that lists every way `path` breaks the contract; return its schema."""
     schema, _table, _sequences = _open(Path(path), None, expect_schema_hash)
     return schema
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What `data check` reports of a dataset that follows the contract."""
+
+    path: str
+    windows: int
+    labelled: int
+    hosts: tuple[str, ...]
+    classes: tuple[str, ...]
+    realistic: tuple[str, ...]
+    oracle: tuple[str, ...]
+    seq_len: int
+    channels: tuple[str, ...]
+    schema_hash: str
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "windows": self.windows,
+            "labelled": self.labelled,
+            "hosts": list(self.hosts),
+            "classes": list(self.classes),
+            "features": {"realistic": list(self.realistic), "oracle": list(self.oracle)},
+            "sequence": {"seq_len": self.seq_len, "channels": list(self.channels)},
+            "schema_hash": self.schema_hash,
+        }
+
+
+def describe_dataset(path: Path) -> DatasetSummary:
+    """Check the dataset at `path` (one DataError listing every problem), then count what it holds."""
+    schema = check_dataset(path)
+    data = load_dataset(path)
+    return DatasetSummary(
+        path=str(path),
+        windows=int(data.n),
+        labelled=int((data.label >= 0).sum()),
+        hosts=tuple(sorted({str(h) for h in data.host})),
+        classes=tuple(schema.classes),
+        realistic=tuple(f.name for f in schema.features if f.kind == "realistic"),
+        oracle=tuple(f.name for f in schema.features if f.kind == "oracle"),
+        seq_len=schema.seq_len,
+        channels=tuple(schema.channels),
+        schema_hash=schema.schema_hash,
+    )
 
 
 def load_dataset(

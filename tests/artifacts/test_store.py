@@ -495,3 +495,37 @@ def test_store_recovers_an_index_with_a_torn_last_row(tmp_path: Path) -> None:
         assert [r.artifact_id for r in s.list()] == [digest, other_id]
     with ArtifactStore(tmp_path / "s") as s:
         assert [r.artifact_id for r in s.list(mode="oracle")] == [digest, other_id]
+
+
+def _two_sharing_a_prefix(length: int = 6) -> tuple[bytes, bytes]:
+    """Two bodies whose sha256 start alike: a birthday search over a few thousand, the same every run."""
+    seen: dict[str, bytes] = {}
+    for i in range(100_000):
+        body = f"body {i}".encode()
+        prefix = hashlib.sha256(body).hexdigest()[:length]
+        if prefix in seen:
+            return seen[prefix], body
+        seen[prefix] = body
+    raise AssertionError("no two bodies share a prefix")
+
+
+def test_resolve_names_one_artifact_by_a_unique_prefix_and_refuses_the_rest(store: RunningStore, client: StoreClient) -> None:
+    from cis490_train.errors import AmbiguousArtifact
+
+    first, second = _two_sharing_a_prefix()
+    ids = [hashlib.sha256(body).hexdigest() for body in (first, second)]
+    for artifact_id, body in zip(ids, (first, second)):
+        assert _put(store, artifact_id, body).status_code == 201
+    assert ids[0][:6] == ids[1][:6] and ids[0] != ids[1]
+    unique = next(n for n in range(7, 64) if ids[0][:n] != ids[1][:n])
+    assert client.resolve(ids[0][:unique]) == ids[0]
+    assert client.resolve(ids[1][:unique].upper()) == ids[1]
+    assert client.resolve("f" * 64) == "f" * 64  # a full id is used as it is; the download says whether it exists
+    with pytest.raises(AmbiguousArtifact, match="names more than one artifact in the store"):
+        client.resolve(ids[0][:6])
+    missing = next(c for c in "0123456789abcdef" if not any(i.startswith(ids[0][:5] + c) for i in ids))
+    with pytest.raises(ArtifactNotFound, match="names no artifact in the store") as raised:
+        client.resolve(ids[0][:5] + missing)
+    assert not isinstance(raised.value, AmbiguousArtifact)
+    with pytest.raises(ArtifactNotFound, match="unique prefix of 6\\+ characters"):
+        client.resolve(ids[0][:5])

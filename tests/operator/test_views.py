@@ -187,3 +187,59 @@ def test_the_results_table_fits_120_columns_and_keeps_every_value():
     hosts_column = "".join(line.split("│")[6].strip() for line in lines if line.count("│") == 8)
     assert all(host in hosts_column for host in hosts)
     assert all(d in out for d in ("4.8s", "1m15s", "12m30s", "1h02m"))
+
+
+def test_show_lists_the_job_its_scores_its_error_and_each_attempt():
+    from cis490_train.operator.details import job_detail
+
+    metrics = {"accuracy": {"value": 0.91, "ci_low": 0.9, "ci_high": 0.92}}
+    failed = record("broken", status="failed", error="boom\nat line 3", failure="trainer_error", result={"metrics": metrics})
+    attempt = {"attempt": 1, "host": "box", "worker": "w@box", "outcome": "failed", "failure": "trainer_error", "error": "boom"}
+    heading, *lines = job_detail(failed, [attempt], ["no live worker"])
+    assert heading.plain == f"broken  {failed.job_id}  (m)"
+    assert "status      failed (attempt 1, 1 of 3 tries used)" in lines
+    assert "accuracy    0.910 [0.900, 0.920]" in lines
+    assert lines.index("error       [trainer_error] boom") + 1 == lines.index("at line 3")
+    assert "waiting     no live worker" in lines and lines[-1].startswith("attempt 1   box (w@box)") and lines[-1].endswith(": boom")
+
+
+def test_explain_says_where_a_job_is_that_does_not_wait():
+    from cis490_train.operator.details import explain_lines, explanation
+
+    running = record("busy", worker="w@box")
+    assert explanation(running, []) == ["busy is running on box (w@box); only pending jobs wait for a worker"]
+    pending = record("idle", status="pending", host="")
+    assert explanation(pending, ["w@box: too few cores"]) == ["w@box: too few cores"]
+    assert explain_lines(pending, ["w@box: too few cores"]) == [f"idle ({pending.job_id}) is pending; queue cpu.mlp", "  w@box: too few cores"]
+
+
+def test_one_thing_views_escape_what_the_registry_holds():
+    from cis490_train.core.lifecycle import Transition
+    from cis490_train.operator.details import cancel_line, requeue_line
+
+    hostile = record("x\x1b[2J", status="pending")
+    assert cancel_line(hostile, Transition(ok=True)) == f"cancelled x\\x1b[2J ({hostile.job_id}), was pending"
+    assert cancel_line(hostile, Transition.refuse("done\x07")).endswith(": done\\x07")
+    assert requeue_line(hostile, 2) == f"requeued x\\x1b[2J ({hostile.job_id}), was pending: attempt 2"
+
+
+def test_manifest_check_aligns_the_queues_of_each_tier():
+    from cis490_train.operator.details import check_lines
+
+    summary = {
+        "name": "m",
+        "jobs": 3,
+        "hosts": [],
+        "tiers": {"cpu": 3},
+        "queues": [
+            {"queue": "cpu.gbt", "tier": "cpu", "jobs": 1, "broker_priorities": [0]},
+            {"queue": "cpu.logreg", "tier": "cpu", "jobs": 2, "broker_priorities": [0, 5]},
+        ],
+        "fallback_queues": [],
+    }
+    assert check_lines("m.toml", summary) == [
+        "m.toml: valid; manifest 'm', 3 jobs",
+        "  tier cpu: 3 jobs",
+        "    cpu.gbt        1 job   broker priority 0",
+        "    cpu.logreg     2 jobs  broker priority 0, 5",
+    ]

@@ -165,3 +165,39 @@ def test_first_jobs_reads_the_rows_a_status_page_shows_and_every_status(registry
     expected = [r.job_id for r in everything if r.manifest == "m"][:4]
     assert [r.job_id for r in shown] == expected and shown[0].job_id == running.job_id
     assert [r.spec.priority for r in shown[1:]] == [2, 2, 2]
+
+
+def test_jobs_narrowed_by_manifest_model_and_status(registry):
+    from cis490_train.core.lifecycle import UNFINISHED, Status
+
+    gbt, mlp, other = spec("gbt-a"), spec("mlp-a", model="mlp"), spec("gbt-b")
+    registry.apply(plans(gbt, mlp), "m")
+    registry.apply(plans(other), "n")
+    registry.cancel(other.job_id)
+
+    def names(**filters) -> list[str]:
+        return sorted(r.name for r in registry.jobs(**filters))
+
+    assert names() == ["gbt-a", "gbt-b", "mlp-a"]
+    assert names(manifest="m") == ["gbt-a", "mlp-a"]
+    assert names(model="gbt") == ["gbt-a", "gbt-b"]
+    assert names(status=Status.CANCELLED) == ["gbt-b"]
+    assert names(model="gbt", status=UNFINISHED) == ["gbt-a"]
+    assert names(manifest="n", status=Status.PENDING) == []
+    assert names(manifest="nowhere") == []
+    assert [r.name for r in registry.jobs([mlp.job_id, other.job_id], model="mlp")] == ["mlp-a"]
+
+
+def test_job_record_to_dict_is_what_the_cli_prints(registry):
+    a = spec("a")
+    registry.apply(plans(a, priority=3), "m")
+    d = registry.get(a.job_id).to_dict()
+    assert d["job_id"] == a.job_id and d["name"] == "a" and d["manifest"] == "m" and d["status"] == "pending"
+    assert (d["attempt"], d["starts"], d["broker_priority"]) == (1, 0, 3)
+    assert d["spec"] == a.to_dict() and d["result"] == {} and d["progress"] == {}
+    assert "lease_hash" not in d and "sent" not in d
+    assert set(d) == {
+        "job_id", "name", "manifest", "status", "attempt", "starts", "max_attempts", "queue", "broker_priority", "worker", "host",
+        "created_at", "claimed_at", "started_at", "heartbeat_at", "finished_at", "progress", "error", "failure", "artifact_id",
+        "result", "spec",
+    }

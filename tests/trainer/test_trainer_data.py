@@ -14,7 +14,7 @@ import pytest
 from cis490_train.cli import main as cli_main
 from cis490_train.errors import DataError
 from cis490_train.trainer.contract import SCHEMA_FILE, SEQUENCES_FILE, WINDOWS_FILE, Feature, compute_schema_hash
-from cis490_train.trainer.data import check_dataset, load_dataset, synthesize
+from cis490_train.trainer.data import check_dataset, describe_dataset, load_dataset, synthesize
 from cis490_train.trainer.evaluate import confusion_matrix, metrics_from_confusion
 from cis490_train.trainer.split import make_split
 
@@ -158,6 +158,17 @@ def test_fingerprint_follows_labels(dataset, broken):
 def test_check_accepts_the_synthetic_dataset(dataset):
     schema = check_dataset(dataset)
     assert schema.schema_hash == json.loads((dataset / SCHEMA_FILE).read_text())["schema_hash"]
+
+
+def test_describe_counts_what_the_dataset_holds(dataset):
+    summary = describe_dataset(dataset).to_dict()
+    data, schema = load_dataset(dataset), check_dataset(dataset)
+    assert summary["path"] == str(dataset) and summary["schema_hash"] == schema.schema_hash
+    assert summary["windows"] == data.n and summary["labelled"] == int((data.label >= 0).sum()) < data.n
+    assert summary["hosts"] == sorted(set(data.host.astype(str))) and summary["classes"] == list(schema.classes)
+    features = summary["features"]
+    assert sorted(features["realistic"] + features["oracle"]) == sorted(f.name for f in schema.features) and features["oracle"]
+    assert summary["sequence"] == {"seq_len": schema.seq_len, "channels": list(schema.channels)}
 
 
 def test_missing_directory_says_how_to_make_one(tmp_path):
