@@ -57,6 +57,15 @@ def show(lines: Iterable[RenderableType]) -> None:
         out.print(line)
 
 
+def emit(args: argparse.Namespace, data: Any, *view: RenderableType) -> int:
+    """What a command answers: `data` as JSON with `--json`, else the view for people."""
+    if args.json:
+        print_json(data)
+    else:
+        show(view)
+    return 0
+
+
 def error_text(exc: Cis490Error) -> str:
     """`error: ...` with each line of the message through `plain`: messages quote names and values."""
     return "\n".join(plain(line) for line in f"error: {exc}".split("\n"))

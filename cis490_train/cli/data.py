@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import UsageError
 from ..operator import details
-from .common import Commands, add_manifest_filter, open_registry, out, print_json, show
+from .common import Commands, add_manifest_filter, emit, open_registry, out
 
 
 def _synth(args, settings: Settings) -> int:
@@ -35,11 +35,7 @@ def _check(args, settings: Settings) -> int:
     from ..trainer.data import describe_dataset
 
     summary = describe_dataset(Path(args.dir) if args.dir else settings.data_dir)
-    if args.json:
-        print_json(summary.to_dict())
-        return 0
-    show(details.dataset_lines(summary))
-    return 0
+    return emit(args, summary.to_dict(), *details.dataset_lines(summary))
 
 
 def _models(args, settings: Settings) -> int:
@@ -47,11 +43,7 @@ def _models(args, settings: Settings) -> int:
     from ..trainer.models import IMPLEMENTATIONS
 
     rows = [{"model": m, "implemented": bool(IMPLEMENTATIONS.get(m)), "hyper": [p.describe() for p in schema(m)]} for m in MODELS]
-    if args.json:
-        print_json(rows)
-        return 0
-    show(details.models_view(rows))
-    return 0
+    return emit(args, rows, *details.models_view(rows))
 
 
 def _evaluate(args, settings: Settings) -> int:
@@ -68,22 +60,14 @@ def _evaluate(args, settings: Settings) -> int:
                 bundle = client.download(client.resolve(args.artifact), Path(tmp) / "bundle.tar.zst").path
         checkpoint = extract_bundle(bundle, Path(tmp) / "checkpoint")
         result = rescore(checkpoint, data, n_resamples=args.n_resamples)
-    if args.json:
-        print_json(result)
-        return 0
-    show(details.evaluate_lines(result))
-    return 0
+    return emit(args, result, *details.evaluate_lines(result))
 
 
 def _results(args, settings: Settings) -> int:
     from ..operator.views import leaderboard_rows, results_table
 
     rows = leaderboard_rows(open_registry(settings).jobs(manifest=args.manifest))
-    if args.json:
-        print_json(rows)
-        return 0
-    out.print(results_table(rows))
-    return 0
+    return emit(args, rows, results_table(rows))
 
 
 def _export(args, settings: Settings) -> int:

@@ -10,7 +10,7 @@ from ..config import Settings
 from ..core.lifecycle import TERMINAL, UNFINISHED, Status
 from ..errors import UsageError
 from ..operator import details
-from .common import Commands, above_zero, add_manifest_filter, open_messages, open_registry, out, print_json, show
+from .common import Commands, above_zero, add_manifest_filter, emit, open_messages, open_registry, out, print_json
 
 
 def _status(args, settings: Settings) -> int:
@@ -57,11 +57,7 @@ def _show(args, settings: Settings) -> int:
     record = registry.find(args.job)
     attempts = registry.attempts(record.job_id)
     waiting = explain_job(registry, record)
-    if args.json:
-        print_json({**record.to_dict(), "attempts": attempts, "waiting": waiting})
-        return 0
-    show(details.job_detail(record, attempts, waiting))
-    return 0
+    return emit(args, {**record.to_dict(), "attempts": attempts, "waiting": waiting}, *details.job_detail(record, attempts, waiting))
 
 
 def _explain(args, settings: Settings) -> int:
@@ -70,11 +66,7 @@ def _explain(args, settings: Settings) -> int:
     registry = open_registry(settings)
     record = registry.find(args.job)
     lines = details.explanation(record, explain_job(registry, record))
-    if args.json:
-        print_json({"job_id": record.job_id, "name": record.name, "status": record.status, "queues": list(record.queues), "lines": lines})
-        return 0
-    show(details.explain_lines(record, lines))
-    return 0
+    return emit(args, {"job_id": record.job_id, "name": record.name, "status": record.status, "queues": list(record.queues), "lines": lines}, *details.explain_lines(record, lines))
 
 
 def _logs(args, settings: Settings) -> int:
@@ -156,11 +148,7 @@ def _workers(args, settings: Settings) -> int:
     from ..operator.views import workers_table
 
     workers = open_registry(settings).workers()
-    if args.json:
-        print_json([json.loads(w.to_json()) for w in workers])
-        return 0
-    out.print(workers_table(workers))
-    return 0
+    return emit(args, [json.loads(w.to_json()) for w in workers], workers_table(workers))
 
 
 def add_status(commands: Commands) -> None:

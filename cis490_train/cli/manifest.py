@@ -8,18 +8,14 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import ManifestError, UsageError
 from ..operator import details
-from .common import Commands, error_text, open_messages, open_registry, out, print_json, show
+from .common import Commands, emit, error_text, open_messages, open_registry, out, print_json, show
 
 
 def _capability(args, settings: Settings) -> int:
     from ..core.capability import Capability
 
     cap = Capability.load(settings.capability_file, settings.host_id)
-    if args.json:
-        print_json(cap.to_dict())
-        return 0
-    show(details.capability_lines(cap))
-    return 0
+    return emit(args, cap.to_dict(), *details.capability_lines(cap))
 
 
 def _enqueue(args, settings: Settings) -> int:
@@ -28,11 +24,7 @@ def _enqueue(args, settings: Settings) -> int:
 
     manifest = Manifest.load(args.manifest)
     report = apply_manifest(manifest, open_registry(settings), open_messages(settings))
-    if args.json:
-        print_json(report.to_dict())
-        return 0
-    show(details.enqueue_lines(report))
-    return 0
+    return emit(args, report.to_dict(), *details.enqueue_lines(report))
 
 
 def _init(args, settings: Settings) -> int:
@@ -86,11 +78,7 @@ def _diff(args, settings: Settings) -> int:
     from ..operator.enqueue import preview_manifest
 
     preview = preview_manifest(Manifest.load(args.file), open_registry(settings))
-    if args.json:
-        print_json(preview.to_dict())
-        return 0
-    show(details.diff_lines(preview))
-    return 0
+    return emit(args, preview.to_dict(), *details.diff_lines(preview))
 
 
 def add_capability(commands: Commands) -> None:
