@@ -57,7 +57,9 @@ def _show(args, settings: Settings) -> int:
     record = registry.find(args.job)
     attempts = registry.attempts(record.job_id)
     waiting = explain_job(registry, record)
-    return emit(args, {**record.to_dict(), "attempts": attempts, "waiting": waiting}, *details.job_detail(record, attempts, waiting))
+    actions = registry.audit(job_id=record.job_id)
+    data = {**record.to_dict(), "attempts": attempts, "waiting": waiting, "operator_actions": actions}
+    return emit(args, data, *details.job_detail(record, attempts, waiting, actions))
 
 
 def _explain(args, settings: Settings) -> int:

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..errors import BadRecord
+from .specs import DEFAULT_MAX_ATTEMPTS
 
 
 class Status(StrEnum):
@@ -69,9 +70,6 @@ def should_retry(failure: str, retry_on_error: bool) -> bool:
     if failure in INFRASTRUCTURE:
         return True
     return retry_on_error and failure in (Failure.TRAINER_ERROR, Failure.TIMEOUT)
-
-
-DEFAULT_MAX_ATTEMPTS = 3
 
 
 def lease_digest(secret: str) -> str:

@@ -17,6 +17,7 @@ SPLIT_RECIPES = ("host", "sample", "time")
 # The manifest format's default train host. A job's id hashes its train hosts, so this default
 # keeps every existing job id only as long as it stays exactly this.
 SEED_TRAIN_HOSTS = ("elliott-thinkpad",)
+DEFAULT_MAX_ATTEMPTS = 3  # tries in all, the first included; also what a record without the field gets
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class JobSpec:
     train_hosts: tuple[str, ...] = SEED_TRAIN_HOSTS
     seed: int = 0
     n_resamples: int = 1000
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry_on_error: bool = False
     max_runtime_s: float = 0.0
     prefer_cuda_grace_s: float = 300.0

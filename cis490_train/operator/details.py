@@ -7,13 +7,14 @@ manifest, the registry, a store or a trainer goes through `plain`, as in `views`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from rich.text import Text
 
 from ..core.plan import INSERT, LEAVE, REROUTE
-from .views import attempt_line, metric_cell, plain, progress_text
+from .views import action_line, attempt_line, metric_cell, plain, progress_text
 
 if TYPE_CHECKING:
     from ..core.capability import Capability
@@ -36,8 +37,10 @@ def capability_lines(cap: Capability) -> list[str]:
     return [plain(line) for line in lines]
 
 
-def job_detail(record: JobRecord, attempts: list[dict[str, Any]], waiting: list[str]) -> list[RenderableType]:
-    """`show`: the job's spec and state, why it waits, then one line per attempt."""
+def job_detail(
+    record: JobRecord, attempts: list[dict[str, Any]], waiting: list[str], actions: Sequence[dict[str, Any]] = ()
+) -> list[RenderableType]:
+    """`show`: the job's spec and state, why it waits, one line per attempt, then operators' actions."""
     spec = record.spec
     lines = [
         f"status      {record.status} (attempt {record.attempt}, {record.starts} of {record.max_attempts} tries used)",
@@ -57,7 +60,7 @@ def job_detail(record: JobRecord, attempts: list[dict[str, Any]], waiting: list[
         lines += [f"error       [{record.failure}] {first}", *rest]
     lines += [f"waiting     {line}" for line in waiting]
     heading = Text.assemble((plain(record.name), "bold"), plain(f"  {record.job_id}  ({record.manifest})"))
-    return [heading, *map(plain, lines), *map(attempt_line, attempts)]
+    return [heading, *map(plain, lines), *map(attempt_line, attempts), *map(action_line, actions)]
 
 
 def explanation(record: JobRecord, waiting: list[str]) -> list[str]:

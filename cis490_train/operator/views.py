@@ -285,6 +285,11 @@ def _clock(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
+def action_line(entry: dict[str, Any]) -> str:
+    """An operator's cancel or requeue of the job, as the audit list keeps it (newest first)."""
+    return plain(f"operator    {entry.get('action', '?')} at {_clock(entry.get('at'))}, during attempt {entry.get('attempt', '?')}")
+
+
 def attempt_line(a: dict[str, Any]) -> str:
     """One attempt of `show`: where it ran, when, how long, and how it ended."""
     outcome = a.get("outcome", "in progress")

@@ -139,9 +139,21 @@ class Jobs(Connection):
             status, attempt = self.r.hmget(state_key(job_id), "status", "attempt")
         return status or "", int(attempt) if attempt and attempt.isascii() and attempt.isdigit() else 0
 
-    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+    def audit(self, job_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Operators' cancels and requeues, newest first (of one job, with `job_id`): what `show` lists."""
         with self.guard():
-            return [json.loads(x) for x in self.r.lrange(AUDIT, 0, limit - 1)]
+            raw = self.r.lrange(AUDIT, 0, -1)
+        entries = []
+        for item in raw:
+            try:
+                entry = json.loads(item)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("at"), (int, float)) and job_id in (None, entry.get("job_id")):
+                entries.append(entry)
+                if len(entries) == limit:
+                    break
+        return entries
 
     # --- reads ------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import zlib
 
 from rich.console import Console
@@ -201,6 +202,9 @@ def test_show_lists_the_job_its_scores_its_error_and_each_attempt():
     assert "accuracy    0.910 [0.900, 0.920]" in lines
     assert lines.index("error       [trainer_error] boom") + 1 == lines.index("at line 3")
     assert "waiting     no live worker" in lines and lines[-1].startswith("attempt 1   box (w@box)") and lines[-1].endswith(": boom")
+    at = time.mktime((2026, 12, 1, 9, 30, 5, 0, 0, -1))
+    *_, last = job_detail(failed, [attempt], [], [{"at": at, "action": "requeue", "job_id": failed.job_id, "attempt": 1}])
+    assert last == "operator    requeue at 09:30:05, during attempt 1"
 
 
 def test_explain_says_where_a_job_is_that_does_not_wait():

@@ -111,6 +111,16 @@ def test_requeue_from_a_stuck_claim_fences_the_old_holder(registry):
     assert registry.claim(a.job_id, Lease.new(2, "w2", "h2")).ok
 
 
+def test_operators_cancels_and_requeues_are_audited_per_job_newest_first(registry):
+    a, b = spec("a"), spec("b")
+    registry.apply(plans(a, b), "m")
+    assert registry.requeue(a.job_id).ok and registry.cancel(b.job_id).ok and registry.cancel(a.job_id).ok
+    assert not registry.cancel(a.job_id).ok  # refused: nothing recorded
+    assert [(e["action"], e["attempt"]) for e in registry.audit(job_id=a.job_id)] == [("cancel", 2), ("requeue", 1)]
+    assert [e["job_id"] for e in registry.audit()] == [a.job_id, b.job_id, a.job_id]
+    assert len(registry.audit(limit=1)) == 1
+
+
 def test_find_by_id_prefix_and_name(registry):
     a, b = spec("alpha"), spec("beta")
     registry.apply(plans(a, b), "m")
