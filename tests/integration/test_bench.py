@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from helpers.fleet import ROOT
 
+import pytest
+
+from helpers.fleet import ROOT
 
 
 def test_epoch_overhead_quick_run_prints_a_row_per_model():
@@ -34,6 +36,7 @@ def test_artifacts_bench_quick_run_measures_bundle_upload_and_disk():
     assert re.search(r"streamed upload to the store\s+\d+ MB/s \(\d+% of disk\)", out.stdout)
 
 
+@pytest.mark.slow  # waits out real recoveries at the default settings
 def test_jobs_bench_quick_run_measures_overhead_recovery_cancel_and_memory():
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "jobs.py"), "--quick"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr

@@ -40,6 +40,7 @@ def artifacts(store) -> list[dict]:
     return httpx.get(f"{store.url}/v1/artifacts").json()
 
 
+@pytest.mark.slow  # waits out the default 15 s stale threshold
 def test_sigkilled_worker_is_recovered_within_20s_with_default_settings(fleet_env, registry, store, start_worker, tmp_path):
     for key in ("CIS490_HEARTBEAT_S", "CIS490_STALE_AFTER_S"):
         fleet_env.pop(key, None)
