@@ -277,8 +277,12 @@ def test_a_worker_credential_cannot_run_lua(acl_fleet, start_worker, tmp_path):
     assert cli(fleet.operator_env, "enqueue", str(gbt_manifest(tmp_path / "m.toml", ["lua-free"]))).returncode == 0
     worker(start_worker, fleet, "box")
     done = completed(fleet, "lua-free")
-    log = [f for _, f in fleet.ops.log_entries(done.job_id, 1)]
-    assert log and log[-1].get("end") == "completed"  # the log shipper's appends went through a function
+
+    def ended() -> bool:  # the log's end entry follows the commit: it carries the outcome
+        log = [f for _, f in fleet.ops.log_entries(done.job_id, 1)]
+        return bool(log) and log[-1].get("end") == "completed"
+
+    wait_for(ended, 10, "the log shipper's appends, through a function, to end the log")
 
 
 def _get(url: str):
