@@ -15,6 +15,7 @@ import zstandard
 from cis490_train.artifacts.bundle import make_bundle
 from cis490_train.artifacts.client import StoreClient
 from cis490_train.artifacts.results import BAR_WIDTH
+from cis490_train.core.scores import METRICS
 from helpers.browser import artifacts_dir
 from helpers.fleet import cli, wait_for
 
@@ -45,7 +46,6 @@ hyper = {{ epochs = 6 }}
 name = {json.dumps(HOSTILE)}
 model = "knn"
 """
-METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
 def read_report(bundle: bytes) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from cis490_train.core.hyper import MODELS, resolve
 from cis490_train.trainer.checkpoint import load_checkpoint
-from cis490_train.trainer.data import load_model_inputs, synthesize
+from cis490_train.trainer.data import load_model_inputs
 from cis490_train.trainer.evaluate import confusion_matrix
 from cis490_train.trainer.models import ModelConfig, Part, Progress, model_class
 from cis490_train.trainer.progress import Reporter
@@ -33,8 +33,8 @@ def train_in_process(spec: dict, data, out) -> tuple[dict, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("data") / "small", small=True, seed=0)
+def data(dataset):
+    return dataset  # the session's small synthetic dataset (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from cis490_train.core.scores import METRICS
 from cis490_train.errors import DataError
 from cis490_train.trainer.checkpoint import load_checkpoint
 from cis490_train.trainer.data import load_dataset, synthesize
@@ -48,12 +49,11 @@ PROGRESS_KEYS = {
     "eta_s",
     "elapsed_s",
 }
-METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("data") / "small", small=True, seed=0)
+def data(dataset):
+    return dataset  # the session's small synthetic dataset (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,6 @@ from cis490_train.trainer.split import make_split
 FILES = (WINDOWS_FILE, SEQUENCES_FILE, SCHEMA_FILE)
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("data") / "small", small=True, seed=0)
-
-
 @pytest.fixture
 def broken(dataset, tmp_path) -> Path:
     """A private copy to damage."""

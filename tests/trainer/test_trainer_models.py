@@ -11,7 +11,7 @@ import pytest
 
 from cis490_train.errors import TrainerError, UnknownModelError
 from cis490_train.core.hyper import MODELS, resolve
-from cis490_train.trainer.data import load_dataset, synthesize
+from cis490_train.trainer.data import load_dataset
 from cis490_train.trainer.models import (
     IMPLEMENTATIONS,
     ModelConfig,
@@ -28,8 +28,8 @@ from helpers.trainer import FAST_HYPER
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    data = load_dataset(synthesize(tmp_path_factory.mktemp("data") / "small", small=True, seed=0), "realistic")
+def parts(dataset):
+    data = load_dataset(dataset, "realistic")
     s = make_split("sample", data.host, data.window_start_ms, data.label, seed=0)
     return tuple(Part.from_rows(data, rows) for rows in (s.train, s.val, s.test))
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from cis490_train.errors import DataError
-from cis490_train.trainer.data import load_dataset, synthesize
+from cis490_train.trainer.data import load_dataset
 from cis490_train.trainer.split import make_split
 
 TRAIN_HOST = "elliott-thinkpad"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return load_dataset(synthesize(tmp_path_factory.mktemp("data") / "small", small=True, seed=0), summary=False)
+def data(dataset):
+    return load_dataset(dataset, summary=False)
 
 
 def split(data, recipe, seed=0, train_hosts=(TRAIN_HOST,)):
