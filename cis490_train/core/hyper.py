@@ -68,28 +68,40 @@ def _p(name, type_, default, help_, low=None, high=None, choices=()):
 
 
 _TORCH_COMMON = (
-    _p("epochs", int, 20, "passes over the training windows", 1, 100_000),
-    _p("batch_size", int, 256, "windows per optimiser step", 1, 1_000_000),
-    _p("lr", float, 1e-3, "AdamW learning rate", 1e-7, 10.0),
-    _p("weight_decay", float, 0.0, "AdamW weight decay", 0.0, 10.0),
+    _p("epochs", int, 0, "passes over the training windows (0: auto, enough for `steps` optimiser steps, 3 to 500)", 0, 100_000),
+    _p("steps", int, 2000, "optimiser steps the auto epoch count aims at", 1, 10_000_000),
+    _p("batch_size", int, 0, "windows per optimiser step (0: auto, a tenth of the training windows, 8 to 128)", 0, 1_000_000),
+    _p("lr", float, 1e-3, "AdamW peak learning rate", 1e-7, 10.0),
+    _p("schedule", str, "cosine", "learning rate over the planned steps", choices=("cosine", "constant")),
+    _p("weight_decay", float, 1e-4, "AdamW weight decay", 0.0, 10.0),
     _p("dropout", float, 0.1, "dropout probability", 0.0, 0.95),
-    _p("patience", int, 0, "stop after this many epochs without validation gain (0: never)", 0, 100_000),
+    _p("early_stopping", bool, True, "keep the weights that scored best on the validation split, and stop once `patience` epochs bring no gain"),
+    _p("patience", int, 0, "epochs without validation gain before stopping (0: auto, a fifth of the epochs, at least 10)", 0, 100_000),
     _p("amp", bool, True, "mixed precision (bf16, else fp16) autocast; used on CUDA only"),
 )
 
-_KNN = (
-    _p("n_neighbors", int, 5, "neighbours that vote", 1, 10_000),
-    _p("weights", str, "distance", "vote weighting", choices=("uniform", "distance")),
-    _p("metric", str, "euclidean", "distance on standardised features", choices=("euclidean", "manhattan", "cosine")),
+_SEQUENCE_COMMON = (
+    _p("scaling", str, "channel", "z-scores per channel over the training windows, or per window and channel", choices=("channel", "series")),
 )
 
-_RECURRENT = _TORCH_COMMON + (
+_KNN = (
+    _p("n_neighbors", int, 1, "neighbours that vote", 1, 10_000),
+    _p("weights", str, "uniform", "vote weighting", choices=("uniform", "distance")),
+    _p("metric", str, "euclidean", "distance between standardised inputs", choices=("euclidean", "manhattan", "cosine")),
+    _p("space", str, "sequence", "what distances compare: the whole window (each step of each channel) or its summary features", choices=("sequence", "features")),
+)
+
+_TOKENS = (
+    _p("patch", int, 0, "time steps per token (0: auto, so that a window is at most 32 tokens)", 0, 100_000),
+)
+
+_RECURRENT = _TORCH_COMMON + _SEQUENCE_COMMON + _TOKENS + (
     _p("hidden_dim", int, 64, "recurrent state size", 1, 65_536),
     _p("n_layers", int, 1, "stacked recurrent layers", 1, 16),
-    _p("bidirectional", bool, False, "read the window both ways"),
+    _p("bidirectional", bool, True, "read the window both ways"),
 )
 
-_TRANSFORMER = _TORCH_COMMON + (
+_TRANSFORMER = _TORCH_COMMON + _SEQUENCE_COMMON + _TOKENS + (
     _p("d_model", int, 64, "embedding width", 8, 8192),
     _p("n_heads", int, 4, "attention heads (must divide d_model)", 1, 128),
     _p("n_layers", int, 2, "encoder layers", 1, 64),
@@ -98,14 +110,14 @@ _TRANSFORMER = _TORCH_COMMON + (
 
 SCHEMAS: dict[str, tuple[HyperParam, ...]] = {
     "gbt": (
-        _p("n_estimators", int, 200, "boosting rounds", 1, 100_000),
+        _p("n_estimators", int, 500, "boosting rounds (at most)", 1, 100_000),
         _p("max_depth", int, 6, "maximum tree depth", 1, 64),
         _p("learning_rate", float, 0.1, "shrinkage per round", 1e-6, 1.0),
         _p("subsample", float, 1.0, "row fraction per tree", 0.01, 1.0),
         _p("colsample_bytree", float, 1.0, "feature fraction per tree", 0.01, 1.0),
         _p("min_child_weight", float, 1.0, "minimum hessian in a leaf", 0.0, 1e6),
         _p("reg_lambda", float, 1.0, "L2 regularisation", 0.0, 1e6),
-        _p("early_stopping_rounds", int, 0, "stop after this many rounds without validation gain (0: never)", 0, 100_000),
+        _p("early_stopping_rounds", int, 50, "stop after this many rounds without validation gain, keeping the best round (0: never)", 0, 100_000),
     ),
     "knn": _KNN,
     "knn_semi": _KNN
@@ -119,17 +131,19 @@ SCHEMAS: dict[str, tuple[HyperParam, ...]] = {
         _p("n_layers", int, 2, "hidden layers", 1, 64),
     ),
     "cnn": _TORCH_COMMON
+    + _SEQUENCE_COMMON
     + (
-        _p("channels", int, 32, "convolution channels", 1, 4096),
-        _p("kernel_size", int, 5, "temporal kernel width", 1, 255),
-        _p("n_layers", int, 2, "convolution blocks", 1, 64),
+        _p("channels", int, 128, "filters of the outer convolution blocks (the inner ones have twice as many)", 1, 4096),
+        _p("kernel_size", int, 8, "kernel width of the first block (the next ones shrink to 5/8 and 3/8 of it)", 1, 255),
+        _p("n_layers", int, 3, "convolution blocks (convolution, batch norm, ReLU)", 1, 64),
     ),
     "gru": _RECURRENT,
     "lstm": _RECURRENT,
     "transformer": _TRANSFORMER,
     "transformer_ssl": _TRANSFORMER
     + (
-        _p("pretrain_epochs", int, 10, "self-supervised epochs on unlabelled windows", 0, 100_000),
+        _p("pretrain", bool, True, "learn the encoder first by reconstructing masked time steps"),
+        _p("pretrain_epochs", int, 0, "self-supervised epochs on train and unlabelled windows (0: auto, like `epochs`)", 0, 100_000),
         _p("pretrain_lr", float, 1e-3, "learning rate of the pre-training phase", 1e-7, 10.0),
         _p("mask_ratio", float, 0.15, "share of time steps masked for reconstruction", 0.01, 0.9),
     ),

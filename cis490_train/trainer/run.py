@@ -72,7 +72,8 @@ def run_job(
     reporter.phase("data")
     cls = model_class(spec.model)
     device = resolve_device(device, cls)
-    dataset = load_model_inputs(data_dir, spec.mode, cls.inputs)
+    inputs = cls.inputs_for(resolved)
+    dataset = load_model_inputs(data_dir, spec.mode, inputs)
     split = make_split(
         spec.split_recipe,
         dataset.host,
@@ -128,7 +129,7 @@ def run_job(
             **shared,
             "name": spec.name,
             "train_hosts": list(spec.train_hosts),
-            "inputs": cls.inputs,
+            "inputs": inputs,
             "feature_columns": list(dataset.feature_names),
             "baseline_class": classes[majority],
             "schema_hash": dataset.schema.schema_hash,

@@ -14,16 +14,19 @@ from helpers.fleet import ROOT
 
 TRAIN_HOST = "elliott-thinkpad"
 
-# Small enough for a few seconds on two cores, big enough to learn the synthetic signal.
+# Small enough for a few seconds on two cores, big enough to learn the synthetic signal. A fixed
+# number of epochs or rounds (no early stopping), so the progress tests know how many to expect;
+# tests/trainer/test_trainer_real_data.py trains every model at its defaults.
+_FIXED = {"early_stopping": False}
 FAST_HYPER: dict[str, dict[str, Any]] = {
-    "gbt": {"n_estimators": 60, "max_depth": 4},
-    "mlp": {"epochs": 40, "batch_size": 128, "lr": 3e-3, "hidden_dim": 64},
+    "gbt": {"n_estimators": 60, "max_depth": 4, "early_stopping_rounds": 0},
+    "mlp": {"epochs": 40, "batch_size": 128, "lr": 3e-3, "hidden_dim": 64, **_FIXED},
     "knn": {"n_neighbors": 15},
     "knn_semi": {"n_neighbors": 15, "confidence": 0.8, "rounds": 2},
-    "cnn": {"epochs": 12, "batch_size": 64, "lr": 3e-3},
-    "gru": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "hidden_dim": 32},
-    "lstm": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "hidden_dim": 32},
-    "transformer": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "d_model": 32, "n_layers": 1, "dim_feedforward": 64},
+    "cnn": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "channels": 16, **_FIXED},
+    "gru": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "hidden_dim": 32, **_FIXED},
+    "lstm": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "hidden_dim": 32, **_FIXED},
+    "transformer": {"epochs": 12, "batch_size": 64, "lr": 3e-3, "d_model": 32, "n_layers": 1, "dim_feedforward": 64, **_FIXED},
     "transformer_ssl": {
         "epochs": 12,
         "batch_size": 64,
@@ -34,6 +37,7 @@ FAST_HYPER: dict[str, dict[str, Any]] = {
         "pretrain_epochs": 4,
         "pretrain_lr": 3e-3,
         "mask_ratio": 0.25,
+        **_FIXED,
     },
 }
 
@@ -96,6 +100,7 @@ def run_trainer(
     *args: str,
     env: dict[str, str] | None = None,
     threads: int | None = 1,
+    timeout: float = 120,
 ) -> TrainerRun:
     """Run `python -m cis490_train.trainer` for real; `spec` may be raw text to test bad specs."""
     out.mkdir(parents=True, exist_ok=True)
@@ -109,5 +114,5 @@ def run_trainer(
     cmd += args
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CIS490_")}
     full_env.update(env or {})
-    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
     return TrainerRun(proc.returncode, proc.stdout, proc.stderr, out)

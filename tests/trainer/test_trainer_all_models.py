@@ -153,7 +153,7 @@ def test_empty_validation_and_no_unlabelled_windows_are_handled(data, model, hyp
 def test_patience_stops_a_sequence_model_early_and_keeps_its_best_epoch(data):
     train, test, _ = oracle_parts(data, "sequence")
     val = Part(y=test.y[:150], features=test.features[:150], sequences=test.sequences[:150])
-    hyper = {"epochs": 300, "batch_size": 64, "lr": 3e-3, "patience": 2}
+    hyper = {"epochs": 300, "batch_size": 64, "lr": 3e-3, "patience": 2, "channels": 16}
     model = model_class("cnn")(ModelConfig(resolve("cnn", hyper), n_classes=5, seed=0, threads=1))
     seen: list[Progress] = []
     model.fit(train, val, seen.append)

@@ -35,6 +35,23 @@ class Part:
     def n(self) -> int:
         return len(self.y)
 
+    def join(self, other: Part) -> Part:
+        def both(a, b):
+            return None if a is None else np.concatenate([a, b])
+
+        return Part(
+            y=np.concatenate([self.y, other.y]),
+            features=both(self.features, other.features),
+            sequences=both(self.sequences, other.sequences),
+        )
+
+    def empty(self) -> Part:
+        return Part(
+            y=self.y[:0],
+            features=None if self.features is None else self.features[:0],
+            sequences=None if self.sequences is None else self.sequences[:0],
+        )
+
     @classmethod
     def from_rows(cls, dataset: Dataset, rows: np.ndarray) -> Part:
         return cls(
@@ -42,6 +59,23 @@ class Part:
             features=dataset.features[rows] if dataset.features is not None else None,
             sequences=np.ascontiguousarray(dataset.sequences[rows]) if dataset.sequences is not None else None,
         )
+
+
+MIN_VALIDATION = 30
+
+
+def steering(train: Part, val: Part) -> tuple[Part, Part, str]:
+    """The windows to train on, the ones to steer by, and what the validation split was used for.
+
+    Below MIN_VALIDATION windows a validation score is mostly noise: stopping or
+    keeping weights on it loses more than it saves, so those few windows are
+    trained on instead and the full recipe runs.
+    """
+    if val.n >= MIN_VALIDATION:
+        return train, val, "early stopping"
+    if not val.n:
+        return train, val, "none (the split left no validation windows)"
+    return train.join(val), val.empty(), f"training ({val.n} windows, fewer than {MIN_VALIDATION} to steer by)"
 
 
 @dataclass(frozen=True)
@@ -93,6 +127,11 @@ class Model(ABC):
     @abstractmethod
     def save(self, directory: Path) -> None:
         """Write `weights_file` (atomically) with everything `load` needs to predict."""
+
+    @classmethod
+    def inputs_for(cls, hyper: dict[str, Any]) -> str:
+        """What the model reads with these hyperparameters; most models read one kind whatever they are."""
+        return cls.inputs
 
     def fit_info(self) -> dict[str, Any]:
         """What training did beyond the metrics (epochs run, pseudo-labels added), for report and ckpt."""

@@ -1,24 +1,31 @@
-"""k-nearest neighbours (torch distances) on standardised per-window summary features, and its
-semi-supervised variant that grows the training set with confident pseudo-labels.
+"""k-nearest neighbours (torch distances), and its semi-supervised variant that grows the training
+set with confident pseudo-labels.
 
-Distances run in torch so that the same code uses a GPU where there is one;
-ties in distance keep the earlier training row, so predictions never depend
-on the sort kernel.
+Distances compare either the whole window (every step of every channel,
+standardised per channel: with k = 1 and the Euclidean metric this is the
+1-NN-ED baseline of the time-series literature) or its standardised summary
+features; in oracle mode the oracle features join the window. Distances run in
+torch so that the same code uses a GPU where there is one; ties in distance
+keep the earlier training row, so predictions never depend on the sort kernel.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ...errors import DataError
 from .base import ModelConfig, Part, Progress, ProgressCallback
 from .torch_loop import Scaler, TorchModel, load_payload, macro_f1, save_payload, setup, torch
 
-FORMAT = 1
+FORMAT = 2
 QUERY_BATCH = 1024  # query rows per distance block: the block is QUERY_BATCH x training rows
 METRICS = ("euclidean", "manhattan", "cosine")
 WEIGHTS = ("uniform", "distance")
+SPACES = ("sequence", "features")
+SCALED = ("sequences", "features")  # the Part fields a knn may read, in the order they join
 
 
 class KNNModel(TorchModel):
@@ -28,33 +35,69 @@ class KNNModel(TorchModel):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        self.scaler: Scaler | None = None
+        self.inputs = self.inputs_for(config.hyper)
+        self.scalers: dict[str, Scaler] = {}
+        self.feature_weight = 1.0
         self.x = None
         self.y = None
+
+    @classmethod
+    def inputs_for(cls, hyper: dict[str, Any]) -> str:
+        return "sequence" if hyper.get("space") == "sequence" else "summary"
 
     def _settings(self) -> tuple[int, str, str]:
         h = self.config.hyper
         return h["n_neighbors"], h["weights"], h["metric"]
 
+    def _fit_scalers(self, train: Part) -> None:
+        """Per-channel z-scores for the window, per-column ones for the features. Beside a window the
+        (oracle) features are weighted so that their block counts as much in a distance as the whole
+        window's, not as a few columns among its steps times channels."""
+        self.scalers = {}
+        self.feature_weight = 1.0
+        if self.inputs == "sequence":
+            self.scalers["sequences"] = Scaler.fit(train.sequences)
+        if train.features is not None and train.features.shape[1]:
+            self.scalers["features"] = Scaler.fit(train.features)
+            if self.inputs == "sequence":
+                self.feature_weight = float(np.sqrt(train.sequences[0].size / train.features.shape[1]))
+
+    def vectors(self, part: Part, rows: slice = slice(None)):
+        """One standardised row vector per window: its flattened sequence and/or its weighted features."""
+        device = self.config.device
+        pieces = []
+        for field in SCALED:
+            if field in self.scalers:
+                block = self.scalers[field].tensor(getattr(part, field)[rows], device)
+                block = block.reshape(block.shape[0], -1)
+                pieces.append(block * self.feature_weight if field == "features" else block)
+        return torch.cat(pieces, dim=1)
+
     def fit(self, train: Part, val: Part, progress: ProgressCallback, unlabelled: Part | None = None) -> None:
         setup(self.config)
-        self.scaler = Scaler.fit(train.features)
-        self._memorise(train.features, train.y)
+        self._fit_scalers(train)
+        self._memorise(self.vectors(train), train.y)
         score = macro_f1(val, self.predict, self.config.n_classes)
         progress(_boundary(1, 1, score))
-        self.info = {"n_memorised": int(train.n)}
+        self._keep_validation(val)
+        self.info = {"n_memorised": int(len(self.y))}
 
-    def _memorise(self, features: np.ndarray, y: np.ndarray) -> None:
-        self.x = self.scaler.tensor(features, self.config.device)
+    def _keep_validation(self, val: Part) -> None:
+        """Once scored, the validation windows become neighbours too: a knn has nothing to tune on them."""
+        if val.n:
+            self._memorise(torch.cat([self.x, self.vectors(val)]), np.concatenate([self.y.cpu().numpy(), val.y]))
+
+    def _memorise(self, x, y: np.ndarray) -> None:
+        self.x = x
         self.y = torch.from_numpy(y.astype(np.int64)).to(self.config.device)
 
-    def votes(self, features: np.ndarray) -> np.ndarray:
-        """Per-row class vote shares, [n, n_classes], summing to 1."""
+    def votes(self, queries) -> np.ndarray:
+        """Per-row class vote shares of the query vectors, [n, n_classes], summing to 1."""
         k, weighting, metric = self._settings()
         k = min(k, len(self.y))
         out = []
-        for start in range(0, len(features), QUERY_BATCH):
-            q = self.scaler.tensor(features[start : start + QUERY_BATCH], self.config.device)
+        for start in range(0, len(queries), QUERY_BATCH):
+            q = queries[start : start + QUERY_BATCH]
             d = _distances(q, self.x, metric)
             d, idx = torch.sort(d, dim=1, stable=True)
             d, idx = d[:, :k], idx[:, :k]
@@ -69,7 +112,9 @@ class KNNModel(TorchModel):
         return np.concatenate(out) if out else np.empty((0, self.config.n_classes))
 
     def predict(self, part: Part) -> np.ndarray:
-        return self.votes(part.features).argmax(axis=1).astype(np.int64)
+        if not part.n:
+            return np.empty(0, dtype=np.int64)
+        return self.votes(self.vectors(part)).argmax(axis=1).astype(np.int64)
 
     def save(self, directory: Path) -> None:
         k, weighting, metric = self._settings()
@@ -79,57 +124,72 @@ class KNNModel(TorchModel):
                 "n_neighbors": k,
                 "weights": WEIGHTS.index(weighting),
                 "metric": METRICS.index(metric),
+                "space": SPACES.index(self.config.hyper["space"]),
                 "n_classes": self.config.n_classes,
+                "scaled": [SCALED.index(field) for field in self.scalers],
+                "feature_weight": self.feature_weight,
             },
             "x": self.x.detach().cpu(),
             "y": self.y.detach().cpu(),
-            **self.scaler.to_payload("features"),
+            **{k: v for field, scaler in self.scalers.items() for k, v in scaler.to_payload(field).items()},
         }
         save_payload(Path(directory) / self.weights_file, payload)
 
     @classmethod
     def load(cls, directory: Path, device: str = "cpu", threads: int = 1) -> KNNModel:
-        payload = load_payload(Path(directory) / cls.weights_file, device, threads)
+        path = Path(directory) / cls.weights_file
+        payload = load_payload(path, device, threads)
+        if payload.get("format") != FORMAT:
+            raise DataError(
+                f"{path} holds {cls.name} weights of format {payload.get('format')!r}; this trainer reads format "
+                f"{FORMAT} (retrain the job to score it here)"
+            )
         arch = payload["arch"]
         hyper = {
             "n_neighbors": int(arch["n_neighbors"]),
             "weights": WEIGHTS[int(arch["weights"])],
             "metric": METRICS[int(arch["metric"])],
+            "space": SPACES[int(arch["space"])],
         }
         model = cls(ModelConfig(hyper=hyper, n_classes=int(arch["n_classes"]), seed=0, device=device, threads=threads))
-        model.scaler = Scaler.from_payload(payload, "features")
+        model.scalers = {SCALED[int(i)]: Scaler.from_payload(payload, SCALED[int(i)]) for i in arch["scaled"]}
+        model.feature_weight = float(arch["feature_weight"])
         model.x, model.y = payload["x"].to(device), payload["y"].to(device)
         return model
 
 
 class KNNSemiModel(KNNModel):
     """Self-training: each round, unlabelled windows whose vote share reaches `confidence`
-    join the neighbours with the voted label; standardisation stays that of the labelled rows."""
+    join the neighbours with the voted label; standardisation stays that of the labelled rows,
+    and the validation windows join after the last round."""
 
     name = "knn_semi"
 
     def fit(self, train: Part, val: Part, progress: ProgressCallback, unlabelled: Part | None = None) -> None:
         h = self.config.hyper
         setup(self.config)
-        self.scaler = Scaler.fit(train.features)
+        self._fit_scalers(train)
+        labelled = self.vectors(train)
         has_pool = unlabelled is not None and unlabelled.n
-        pool = unlabelled.features if has_pool else np.empty((0, train.features.shape[1]), dtype=np.float32)
+        pool = self.vectors(unlabelled) if has_pool else labelled[:0]
         taken = np.zeros(len(pool), dtype=bool)
         pseudo = np.zeros(len(pool), dtype=np.int64)
-        self._memorise(train.features, train.y)
+        self._memorise(labelled, train.y)
         added: list[int] = []
         for round_ in range(1, h["rounds"] + 1):
             fresh = np.flatnonzero(~taken)
             new = 0
             if len(fresh):
-                share = self.votes(pool[fresh])
+                share = self.votes(pool[torch.from_numpy(fresh).to(pool.device)])
                 confident = share.max(axis=1) >= h["confidence"]
                 pseudo[fresh[confident]] = share[confident].argmax(axis=1)
                 taken[fresh[confident]] = True
                 new = int(confident.sum())
             added.append(new)
-            self._memorise(np.concatenate([train.features, pool[taken]]), np.concatenate([train.y, pseudo[taken]]))
+            chosen = torch.from_numpy(np.flatnonzero(taken)).to(pool.device)
+            self._memorise(torch.cat([labelled, pool[chosen]]), np.concatenate([train.y, pseudo[taken]]))
             progress(_boundary(round_, h["rounds"], macro_f1(val, self.predict, self.config.n_classes)))
+        self._keep_validation(val)
         self.info = {
             "n_memorised": int(len(self.y)),
             "n_unlabelled": int(len(pool)),

@@ -6,19 +6,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ModelConfig, Part, ProgressCallback
+from .base import ModelConfig, Part, ProgressCallback, steering
 from .torch_loop import (
     Scaler,
     TorchModel,
     fit_loop,
     load_payload,
-    macro_f1,
+    logits_batches,
     predict_batches,
     save_payload,
     setup,
     state_dict_cpu,
     torch,
+    validate,
 )
+from .recipe import Recipe
 
 nn = torch.nn
 
@@ -50,6 +52,7 @@ class MLPModel(TorchModel):
     def fit(self, train: Part, val: Part, progress: ProgressCallback, unlabelled: Part | None = None) -> None:
         h, device = self.config.hyper, self.config.device
         setup(self.config)
+        train, val, validation = steering(train, val)
         self.scaler = Scaler.fit(train.features)
         self.arch = {
             "in_dim": train.features.shape[1],
@@ -62,23 +65,27 @@ class MLPModel(TorchModel):
         loss_fn = nn.CrossEntropyLoss()
         x = self.scaler.tensor(train.features, device)
         y = torch.from_numpy(train.y.astype(np.int64)).to(device)
+        recipe = Recipe.for_rows(train.n, h)
         result = fit_loop(
             self.net,
             train.n,
             lambda idx: loss_fn(self.net(x[idx]), y[idx]),
             config=self.config,
             progress=progress,
-            epochs=h["epochs"],
+            recipe=recipe,
             lr=h["lr"],
-            score=lambda: macro_f1(val, self.predict, self.config.n_classes),
+            score=lambda: validate(self._logits, val, self.config.n_classes),
         )
-        self.info = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch}
+        self.info = {**result.info(recipe), "validation": validation}
+
+    def _inputs(self, part: Part):
+        return lambda rows: (self.scaler.tensor(part.features[rows], self.config.device),)
+
+    def _logits(self, part: Part):
+        return logits_batches(self.net, part.n, self._inputs(part), self.config.device, self.amp)
 
     def predict(self, part: Part) -> np.ndarray:
-        device = self.config.device
-        return predict_batches(
-            self.net, part.n, lambda rows: (self.scaler.tensor(part.features[rows], device),), device, self.amp
-        )
+        return predict_batches(self.net, part.n, self._inputs(part), self.config.device, self.amp)
 
     def save(self, directory: Path) -> None:
         payload = {

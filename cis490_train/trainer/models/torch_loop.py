@@ -21,6 +21,7 @@ from ...atomic import atomic_path
 from ...errors import DataError
 from ..evaluate import confusion_matrix, metrics_from_confusion
 from .base import Model, ModelConfig, Part, Progress, ProgressCallback, import_optional
+from .recipe import Recipe
 
 torch = import_optional("torch", "pip install torch==2.13.0")
 
@@ -93,10 +94,47 @@ def macro_f1(part: Part, predict: Callable[[Part], np.ndarray], n_classes: int) 
 
 
 @dataclass(frozen=True)
+class Validation:
+    """What one epoch scored on the validation split: macro-F1 first, mean cross-entropy to break ties.
+
+    A small validation split gives few distinct F1 values, so the loss tells
+    apart epochs that classify it equally well.
+    """
+
+    macro_f1: float
+    loss: float
+
+    def beats(self, other: Validation | None) -> bool:
+        if other is None:
+            return True
+        return self.macro_f1 > other.macro_f1 or (self.macro_f1 == other.macro_f1 and self.loss < other.loss)
+
+
+def validate(logits_of: Callable[[Part], object], part: Part, n_classes: int) -> Validation | None:
+    """Score `part` from its logits; None when the split left no validation windows."""
+    if not part.n:
+        return None
+    logits = logits_of(part).float()
+    y = torch.from_numpy(part.y.astype(np.int64)).to(logits.device)
+    loss = float(torch.nn.functional.cross_entropy(logits, y))
+    cm = confusion_matrix(part.y, logits.argmax(dim=1).cpu().numpy(), n_classes)
+    return Validation(float(metrics_from_confusion(cm)["macro_f1"]), loss)
+
+
+@dataclass(frozen=True)
 class FitResult:
     epochs_run: int
     best_epoch: int | None
     final_loss: float
+
+    def info(self, recipe: Recipe) -> dict:
+        return {
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "epochs_planned": recipe.epochs,
+            "batch_size": recipe.batch,
+            "steps_run": self.epochs_run * recipe.per_epoch,
+        }
 
 
 def fit_loop(
@@ -106,44 +144,45 @@ def fit_loop(
     *,
     config: ModelConfig,
     progress: ProgressCallback,
-    epochs: int,
+    recipe: Recipe,
     lr: float,
-    score: Callable[[], float | None] = lambda: None,
+    score: Callable[[], Validation | None] = lambda: None,
     phase: str | None = None,
     seed_offset: int = 0,
 ) -> FitResult:
-    """AdamW over `n` rows in seeded shuffled batches; `batch_loss(idx)` returns one batch's loss.
+    """AdamW over `n` rows in seeded shuffled batches, the learning rate following `recipe`;
+    `batch_loss(idx)` returns one batch's loss.
 
-    After each epoch `score()` (validation macro-F1, or None) goes into the
-    boundary line; with `patience` the best-scoring weights are kept and
-    training stops once `patience` epochs pass without a gain.
+    After each epoch `score()` (the validation split's, or None) goes into the
+    boundary line; with the recipe's patience the best-scoring weights are kept
+    and training stops once `patience` epochs pass without a gain.
     """
     h, device = config.hyper, config.device
     rng = np.random.default_rng([config.seed, seed_offset])
     optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=h["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, recipe.lr_factor)
     amp = device == "cuda" and h["amp"]
     grad_scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
-    batch = max(1, min(h["batch_size"], n))
-    per_epoch = -(-n // batch)
-    best_score, best_state, best_epoch, stale = -1.0, None, None, 0
+    epochs, per_epoch = recipe.epochs, recipe.per_epoch
+    best, best_state, best_epoch, stale = None, None, None, 0
     epoch, mean_loss = 0, float("nan")
     for epoch in range(1, epochs + 1):
         net.train()
         order = torch.from_numpy(rng.permutation(n)).to(device)
         total = 0.0
-        for i in range(per_epoch):
-            idx = order[i * batch : (i + 1) * batch]
+        for i, idx in enumerate(recipe.batches(order)):
             optimiser.zero_grad(set_to_none=True)
             with autocast(device, h["amp"]):
                 loss = batch_loss(idx)
             grad_scaler.scale(loss).backward()
             grad_scaler.step(optimiser)
             grad_scaler.update()
+            schedule.step()
             value = loss.item()
             total += value * len(idx)
             step = (epoch - 1) * per_epoch + i + 1
             progress(
-                Progress(epoch=epoch, epochs=epochs, step=step, steps=epochs * per_epoch, loss=value, phase=phase)
+                Progress(epoch=epoch, epochs=epochs, step=step, steps=recipe.steps, loss=value, phase=phase)
             )
         mean_loss = total / n
         current = score()
@@ -152,37 +191,43 @@ def fit_loop(
                 epoch=epoch,
                 epochs=epochs,
                 step=epoch * per_epoch,
-                steps=epochs * per_epoch,
+                steps=recipe.steps,
                 loss=mean_loss,
-                metric=current,
+                metric=current.macro_f1 if current is not None else None,
                 metric_name="val_macro_f1" if current is not None else None,
                 boundary=True,
                 phase=phase,
             )
         )
-        if current is None or not h["patience"]:
+        if current is None or recipe.patience is None:
             continue
-        if current > best_score:
-            best_score, best_state, best_epoch, stale = current, copy.deepcopy(net.state_dict()), epoch, 0
+        if current.beats(best):
+            best, best_state, best_epoch, stale = current, copy.deepcopy(net.state_dict()), epoch, 0
         else:
             stale += 1
-            if stale >= h["patience"]:
+            if stale >= recipe.patience:
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
     return FitResult(epochs_run=epoch, best_epoch=best_epoch, final_loss=mean_loss)
 
 
-def predict_batches(net, n: int, inputs: Callable[[slice], tuple], device: str, amp: bool) -> np.ndarray:
-    """Arg-max classes in batches of PREDICT_BATCH; `inputs(rows)` gives the network's arguments."""
+def logits_batches(net, n: int, inputs: Callable[[slice], tuple], device: str, amp: bool):
+    """The network's outputs for `n` rows in batches of PREDICT_BATCH; `inputs(rows)` gives its arguments."""
     net.eval()
     out = []
     with torch.no_grad():
         for start in range(0, n, PREDICT_BATCH):
             with autocast(device, amp):
-                logits = net(*inputs(slice(start, start + PREDICT_BATCH)))
-            out.append(logits.argmax(dim=1).cpu().numpy())
-    return np.concatenate(out).astype(np.int64) if out else np.empty(0, dtype=np.int64)
+                out.append(net(*inputs(slice(start, start + PREDICT_BATCH))).float())
+    return torch.cat(out) if out else torch.empty((0, 0))
+
+
+def predict_batches(net, n: int, inputs: Callable[[slice], tuple], device: str, amp: bool) -> np.ndarray:
+    """Arg-max classes, one per row."""
+    if not n:
+        return np.empty(0, dtype=np.int64)
+    return logits_batches(net, n, inputs, device, amp).argmax(dim=1).cpu().numpy().astype(np.int64)
 
 
 def save_payload(path, payload: dict) -> None:
