@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tornado.template
 
-from ..core.provenance import SHORT, DataIdentity
+from ..core.provenance import DataIdentity
 from ..core.scores import LABELS, METRICS
 from ..core.text import duration
 from .records import ArtifactRecord
@@ -114,7 +114,6 @@ def render(page: Page) -> bytes:
         pad=CHART_PAD,
         duration=format_duration,
         size=format_size,
-        short=SHORT,
     )
 
 

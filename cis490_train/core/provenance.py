@@ -50,9 +50,14 @@ class DataIdentity:
         return {"name": self.name, "fingerprint": self.fingerprint, "schema_hash": self.schema_hash}
 
     @property
+    def short(self) -> str:
+        """Enough of the fingerprint to tell two datasets of one name apart at a glance."""
+        return self.fingerprint[:SHORT]
+
+    @property
     def label(self) -> str:
-        """`GunPoint 1a2b3c4d`: the name and enough of the fingerprint to tell two datasets apart."""
-        return " ".join(part for part in (self.name, self.fingerprint[:SHORT]) if part)
+        """`GunPoint 1a2b3c4d`: the name and the short fingerprint."""
+        return " ".join(part for part in (self.name, self.short) if part)
 
 
 def label_of(raw: Any) -> str:

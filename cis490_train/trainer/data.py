@@ -72,10 +72,15 @@ def dataset_name(source: dict, path: Path) -> str:
     """How results name a dataset to a person: the name its source gives itself (an imported
     archive's `GunPoint`), else the synthetic preset's (`synth`, `synth-small`), else the
     directory's; '' when none of them is a valid name."""
-    preset = source.get("preset") if source.get("generator") == GENERATOR else None
-    synthetic = None if not isinstance(preset, str) else "synth" if preset == "default" else f"synth-{preset}"
-    candidates = (source.get("name"), synthetic, Path(path).absolute().name)
+    candidates = (source.get("name"), _synthetic_name(source), Path(path).absolute().name)
     return next((name for name in candidates if is_data_name(name)), "")
+
+
+def _synthetic_name(source: dict) -> str | None:
+    preset = source.get("preset")
+    if source.get("generator") != GENERATOR or not isinstance(preset, str):
+        return None
+    return "synth" if preset == "default" else f"synth-{preset}"
 
 
 def _missing_message(path: Path) -> str:
