@@ -12,6 +12,7 @@ from pathlib import Path
 
 import tornado.template
 
+from ..core.provenance import DataIdentity
 from ..core.scores import LABELS, METRICS
 from ..core.text import duration
 from .records import ArtifactRecord
@@ -47,6 +48,11 @@ class Row:
     def title(self) -> str:
         name = self.summary.name if self.summary else ""
         return name or self.record.job_id or self.record.artifact_id[:12]
+
+    @property
+    def dataset(self) -> DataIdentity | None:
+        """The data this artifact was trained on: what tells two bundles of one job apart."""
+        return self.summary.dataset if self.summary else None
 
     @property
     def anchor(self) -> str:

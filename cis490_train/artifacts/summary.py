@@ -19,6 +19,7 @@ from typing import Any
 
 import zstandard
 
+from ..core.provenance import DataIdentity
 from ..core.scores import METRICS
 from .bundle import REPORT_NAME, BoundedTarInfo
 from .records import NAME
@@ -88,6 +89,7 @@ class Summary:
     baseline: tuple[tuple[str, Estimate], ...] = ()
     metric_name: str = ""
     curve: tuple[CurvePoint, ...] = ()
+    dataset: DataIdentity | None = None
 
     def metric(self, name: str) -> Estimate | None:
         return dict(self.metrics).get(name)
@@ -109,6 +111,7 @@ class Summary:
             "n_test": self.n_test,
             "duration_s": self.duration_s,
             "train_seconds": self.train_seconds,
+            "dataset": self.dataset.to_json() if self.dataset else None,
             "metrics": estimates(self.metrics),
             "baseline": estimates(self.baseline),
             "curve": [
@@ -140,6 +143,7 @@ class Summary:
             baseline=_estimates(report.get("baseline")),
             metric_name=metric_name,
             curve=curve,
+            dataset=DataIdentity.from_json(report.get("dataset")),
         )
 
 

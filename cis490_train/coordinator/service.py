@@ -217,6 +217,7 @@ def committed_result(summary: Summary, record: ArtifactRecord, lease: lifecycle.
         "baseline": s["baseline"],
         "duration_s": s["duration_s"],
         "train_seconds": s["train_seconds"],
+        "dataset": s["dataset"],
         "host": lease.host,
         "attempt": lease.attempt,
         "bundle_bytes": record.size,

@@ -14,6 +14,7 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from ..core.plan import INSERT, LEAVE, REROUTE
+from ..core.provenance import DataIdentity, label_of
 from .views import action_line, attempt_line, metric_cell, plain, progress_text
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def job_detail(
         lines.append(f"progress    {progress_text(record)}")
     if record.artifact_id:
         lines.append(f"artifact    {record.artifact_id}")
+    lines += _data_lines(record.result.get("dataset"))
     lines += [f"{key:<12}{metric_cell(m)}" for key, m in record.result.get("metrics", {}).items()]
     if record.error:
         first, *rest = record.error.splitlines() or [""]
@@ -61,6 +63,15 @@ def job_detail(
     lines += [f"waiting     {line}" for line in waiting]
     heading = Text.assemble((plain(record.name), "bold"), plain(f"  {record.job_id}  ({record.manifest})"))
     return [heading, *map(plain, lines), *map(attempt_line, attempts), *map(action_line, actions)]
+
+
+def _data_lines(raw: Any) -> list[str]:
+    """What the job was trained on, the fingerprint and schema in full; nothing for an older result."""
+    identity = DataIdentity.from_json(raw)
+    if identity is None:
+        return []
+    pairs = (("data", identity.name), ("fingerprint", identity.fingerprint), ("schema", identity.schema_hash))
+    return [f"{key:<12}{value}" for key, value in pairs if value]
 
 
 def explanation(record: JobRecord, waiting: list[str]) -> list[str]:
@@ -166,6 +177,9 @@ def evaluate_lines(result: dict[str, Any]) -> list[str]:
     """`evaluate`: the bundle's scores on the data again, beside the scores its job recorded."""
     same = "the data it was trained on" if result["same_data"] else "different data (same schema)"
     lines = [f"{result['model']} / {result['mode']} / split {result['split_recipe']}: {result['n_test']} test windows of {same}"]
+    if not result["same_data"]:
+        lines.append(f"{'trained on':<18}{label_of(result['trained_on']) or 'data the checkpoint does not name'}")
+        lines.append(f"{'given':<18}{label_of(result['dataset'])}")
     lines += [f"{key:<18}{metric_cell(m)}   recorded {metric_cell(result['recorded'].get(key))}" for key, m in result["metrics"].items()]
     lines.append(f"{'baseline acc.':<18}{metric_cell(result['baseline'].get('accuracy'))}")
     return [plain(line) for line in lines]

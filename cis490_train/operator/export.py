@@ -1,8 +1,9 @@
 """`cis490-train export`: the results table as a flat file (Parquet or CSV) for notebooks and sheets.
 
 The rows are `views.leaderboard_rows`, the same as `cis490-train results`,
-flattened to one column per metric, CI bound and baseline. Files are written
-atomically, so a reader never sees half an export.
+flattened to one column per metric, CI bound and baseline, with the data each
+job was trained on last (null for jobs trained before reports said). Files are
+written atomically, so a reader never sees half an export.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ DEFAULT_NAMES = {fmt: f"results.{fmt}" for fmt in FORMATS}
 
 _TEXT = ("job", "job_id", "model", "mode", "split")
 _TAIL = (("host", "string"), ("duration_s", "double"), ("artifact_id", "string"))
+_DATA = (("dataset", "name"), ("data_fingerprint", "fingerprint"), ("schema_hash", "schema_hash"))
 
 
 def columns() -> list[tuple[str, str]]:
@@ -27,7 +29,7 @@ def columns() -> list[tuple[str, str]]:
     for prefix in ("", "baseline_"):
         for metric in METRICS:
             cols += [(f"{prefix}{metric}", "double"), (f"{prefix}{metric}_ci_low", "double"), (f"{prefix}{metric}_ci_high", "double")]
-    return cols + list(_TAIL)
+    return cols + list(_TAIL) + [(name, "string") for name, _ in _DATA]
 
 
 def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -42,6 +44,8 @@ def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out[f"{prefix}{metric}_ci_low"] = m.get("ci_low")
                 out[f"{prefix}{metric}_ci_high"] = m.get("ci_high")
         out.update({name: row.get(name) for name, _ in _TAIL})
+        dataset = row.get("dataset") or {}
+        out.update({name: dataset.get(key) or None for name, key in _DATA})
         flat.append(out)
     return flat
 

@@ -16,6 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..core.provenance import label_of
 from ..core.scores import LABELS, METRICS
 from ..core.text import duration, progress_summary
 from ..core.lifecycle import LEASED, AttemptOutcome, Status
@@ -214,6 +215,7 @@ def leaderboard_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
                 "split": r.spec.split_recipe,
                 "metrics": res.get("metrics") or {},
                 "baseline": res.get("baseline") or {},
+                "dataset": res.get("dataset"),
                 "host": res.get("host") or r.host,
                 "duration_s": (r.finished_at - r.started_at) if r.finished_at and r.started_at else None,
                 "artifact_id": r.artifact_id,
@@ -224,14 +226,15 @@ def leaderboard_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
 
 
 def results_table(rows: list[dict[str, Any]]) -> Table:
-    """Two lines a job (a score above its CI, the model above mode and split, the host above the
-    artifact), so the table fits 120 columns; long host names fold, nothing is cut."""
+    """Two lines a job (a score above its CI, the model above mode and split), three in the last
+    text column (the host, the artifact, the data it was trained on), so the table fits 120
+    columns; long host and data names fold, nothing is cut."""
     table = Table(title=f"{len(rows)} completed job{'s' if len(rows) != 1 else ''} (95% bootstrap CI)", title_justify="left", show_lines=True)
     table.add_column("model\nmode, split", no_wrap=True)
     for name in METRICS:
         table.add_column(LABELS[name], no_wrap=True)
     table.add_column("baseline\naccuracy", no_wrap=True)
-    table.add_column("host\nartifact", overflow="fold")
+    table.add_column("host\nartifact\ndata", overflow="fold")
     table.add_column("duration", no_wrap=True)
     lines = Text("\n").join
     for row in rows:
@@ -240,10 +243,16 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
             lines([cell(row["model"]), cell(f"{row['mode']}, {row['split']}")]),
             *(_score_lines(m.get(name)) for name in METRICS),
             f"{b['accuracy']['value']:.3f}" if b.get("accuracy") else "",
-            lines([cell(row["host"]), cell(row["artifact_id"][:12])]),
+            lines([cell(row["host"]), cell(row["artifact_id"][:12]), *_data_line(row["dataset"])]),
             duration(row["duration_s"]),
         )
     return table
+
+
+def _data_line(dataset: dict[str, Any] | None) -> list[Text]:
+    """The data a job was trained on, as a line of its own; none for a job trained before results said."""
+    label = label_of(dataset)
+    return [cell(label)] if label else []
 
 
 def _score_lines(m: dict[str, Any] | None) -> str:

@@ -17,6 +17,7 @@ from ..core import plan
 from ..core.lifecycle import JobState, float_field, int_field
 from ..core.specs import JobSpec
 from ..core.protocol import clean_progress
+from ..core.provenance import DataIdentity
 from ..errors import BadRecord
 from .keys import spec_key, state_key
 
@@ -182,6 +183,8 @@ def clean_result(raw: dict[str, Any]) -> dict[str, Any]:
             out[key] = float(value)
     for key in ("metrics", "baseline"):
         out[key] = _estimates(raw.get(key))
+    if dataset := DataIdentity.from_json(raw.get("dataset")):
+        out["dataset"] = dataset.to_json()
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.provenance import DataIdentity, is_data_name
 from ..errors import DataError
 from .contract import (
     BASE_COLUMNS,
@@ -25,9 +26,9 @@ from .contract import (
     Schema,
     parse_schema,
 )
-from .synth import synthesize
+from .synth import GENERATOR, synthesize
 
-__all__ = ["Dataset", "DatasetSummary", "check_dataset", "describe_dataset", "load_dataset", "load_model_inputs", "synthesize"]
+__all__ = ["Dataset", "DatasetSummary", "check_dataset", "dataset_name", "describe_dataset", "load_dataset", "load_model_inputs", "synthesize"]
 
 _UTC = ("UTC", "Etc/UTC", "+00:00")
 
@@ -60,6 +61,26 @@ class Dataset:
         h.update(self.window_start_ms.astype(np.int64).tobytes())
         h.update(self.label.astype(np.int16).tobytes())
         return h.hexdigest()
+
+    def identity(self) -> DataIdentity:
+        """What a report says of the data it was trained on."""
+        name = dataset_name(self.schema.source, self.path)
+        return DataIdentity(name=name, fingerprint=self.fingerprint(), schema_hash=self.schema.schema_hash)
+
+
+def dataset_name(source: dict, path: Path) -> str:
+    """How results name a dataset to a person: the name its source gives itself (an imported
+    archive's `GunPoint`), else the synthetic preset's (`synth`, `synth-small`), else the
+    directory's; '' when none of them is a valid name."""
+    candidates = (source.get("name"), _synthetic_name(source), Path(path).absolute().name)
+    return next((name for name in candidates if is_data_name(name)), "")
+
+
+def _synthetic_name(source: dict) -> str | None:
+    preset = source.get("preset")
+    if source.get("generator") != GENERATOR or not isinstance(preset, str):
+        return None
+    return "synth" if preset == "default" else f"synth-{preset}"
 
 
 def _missing_message(path: Path) -> str:

@@ -106,6 +106,7 @@ def run_job(
     ).to_json()
 
     reporter.phase("save")
+    data = dataset.identity()
     shared = {
         "job_id": spec.job_id,
         "model": spec.model,
@@ -132,13 +133,15 @@ def run_job(
             "inputs": inputs,
             "feature_columns": list(dataset.feature_names),
             "baseline_class": classes[majority],
-            "schema_hash": dataset.schema.schema_hash,
-            "data_fingerprint": dataset.fingerprint(),
+            "schema_hash": data.schema_hash,
+            "data_fingerprint": data.fingerprint,
+            "data_name": data.name,
         },
     )
     report = {
         **shared,
         "name": spec.name,
+        "dataset": data.to_json(),
         "curve": reporter.curve,
         "confusion_matrix": results["confusion_matrix"],
         "n_resamples": spec.n_resamples,

@@ -30,6 +30,7 @@ HOSTS = ("elliott-thinkpad", "lab-ws1", "lab-ws2", "curie-laptop", "darwin-serve
 UNLABELLED_SHARE = 0.15
 WINDOW_SECONDS = 60
 EPOCH_MS = 1_772_409_600_000  # 2026-03-02T00:00:00Z
+GENERATOR = "cis490-train synthetic"  # schema.json's source.generator, by which results name this data
 
 # name, unit mapping, centre, description
 _REALISTIC = (
@@ -205,7 +206,7 @@ def _schema(p: Preset, seed: int, preset_name: str) -> Schema:
     features += [Feature(name, "oracle", desc) for name, desc in _oracle_catalogue(p.n_oracle)]
     channels = tuple(name for name, _, _ in _channel_catalogue(p.n_channels))
     source = {
-        "generator": "cis490-train synthetic",
+        "generator": GENERATOR,
         "preset": preset_name,
         "seed": seed,
         "hosts": list(p.hosts),

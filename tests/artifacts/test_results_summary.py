@@ -14,8 +14,9 @@ import zstandard
 
 from cis490_train.artifacts.bundle import make_bundle
 from cis490_train.artifacts.records import ArtifactMeta, ArtifactRecord
-from cis490_train.artifacts.results import CHART_HEIGHT, CHART_PAD, CHART_WIDTH, build_page
+from cis490_train.artifacts.results import CHART_HEIGHT, CHART_PAD, CHART_WIDTH, build_page, render
 from cis490_train.artifacts.store import ArtifactStore
+from cis490_train.core.provenance import DataIdentity
 from cis490_train.artifacts.summary import (
     MAX_CURVE_POINTS,
     MAX_TEXT,
@@ -27,6 +28,7 @@ from cis490_train.artifacts.summary import (
 )
 
 JOB = "0123456789abcdef"
+DATA = {"name": "synth-small", "fingerprint": "3f2a9c1e" * 8, "schema_hash": "ab" * 32}
 
 
 def report(**over) -> dict:
@@ -44,6 +46,7 @@ def report(**over) -> dict:
         "n_test": 300,
         "duration_s": 12.5,
         "train_seconds": 10.0,
+        "dataset": dict(DATA),
         "metrics": {m: dict(est) for m in ("accuracy", "macro_f1", "balanced_accuracy")},
         "baseline": {m: dict(base) for m in ("accuracy", "macro_f1", "balanced_accuracy")},
         "curve": [
@@ -81,7 +84,35 @@ def test_a_trainer_bundle_yields_its_summary(tmp_path):
     assert (summary.n_train, summary.n_val, summary.n_test, summary.duration_s) == (900, 100, 300, 12.5)
     assert summary.metric("macro_f1").ci_low == 0.75 and summary.baseline_of("accuracy").value == 0.2
     assert [p.epoch for p in summary.curve] == [1, 2, 3, 4, 5] and summary.metric_name == "val_macro_f1"
+    assert summary.dataset == DataIdentity(**DATA) and summary.to_json()["dataset"] == DATA
     assert Summary.from_report(json.loads(json.dumps(summary.to_json()))) == summary
+
+
+def test_a_report_from_before_reports_named_their_data_still_summarises(tmp_path):
+    old = report()
+    del old["dataset"]
+    summary = summarise_bundle(trainer_bundle(tmp_path, old))
+    assert summary is not None and summary.dataset is None and summary.to_json()["dataset"] is None
+    assert summary.metric("macro_f1").value == 0.8
+    assert Summary.from_report(json.loads(json.dumps(summary.to_json()))) == summary
+
+
+@pytest.mark.parametrize(
+    ("dataset", "kept"),
+    [
+        ({**DATA, "name": "<b>" + "x" * 100}, {**DATA, "name": ""}),
+        ({**DATA, "name": "evil\x1b]0;owned\x07"}, {**DATA, "name": ""}),
+        ({**DATA, "fingerprint": "../" * 22}, {**DATA, "fingerprint": ""}),
+        ({**DATA, "fingerprint": DATA["fingerprint"].upper(), "schema_hash": 12}, {**DATA, "fingerprint": "", "schema_hash": ""}),
+        ({"name": None, "fingerprint": "no", "schema_hash": []}, None),
+        ("synth-small", None),
+        ([DATA], None),
+    ],
+)
+def test_a_dataset_field_that_is_not_well_formed_is_dropped_not_trusted(dataset, kept):
+    summary = Summary.from_report(report(dataset=dataset))
+    assert summary is not None and summary.metric("accuracy").value == 0.8  # the rest of the report still counts
+    assert summary.to_json()["dataset"] == kept
 
 
 def test_a_summary_kept_before_n_val_was_recorded_still_loads(tmp_path):
@@ -197,3 +228,30 @@ def test_rows_are_ranked_by_macro_f1_and_each_chart_has_one_point_per_epoch(tmp_
     assert [p[0] for p in loss.points] == [p[0] for p in metric.points] == list(range(1, 8))
     assert loss.points[0][3] == top and metric.points[-1][3] == pytest.approx(top + (CHART_HEIGHT - top - bottom) * 0.3)
     assert loss.polyline.count(",") == 7
+
+
+def test_the_page_tells_apart_two_bundles_of_one_job_trained_on_different_data():
+    from bs4 import BeautifulSoup
+
+    other = {**DATA, "fingerprint": "9b" * 32}
+    entries = []
+    for i, dataset in enumerate((DATA, other, None), start=1):
+        sha = f"{i:064x}"
+        rep = report()
+        if dataset is None:
+            del rep["dataset"]
+        else:
+            rep["dataset"] = dataset
+        record = ArtifactRecord(sha, "mlp", "realistic", JOB, i, "box", 10, f"models/mlp_realistic/{sha}/bundle.tar.zst", f"2026-01-0{i}")
+        entries.append((record, Summary.from_report(rep)))
+    dom = BeautifulSoup(render(build_page(entries)), "html.parser")
+    rows = {int(tr.select_one("small").get_text().split()[-1]): tr for tr in dom.select("#leaderboard tr.result")}
+    for attempt, dataset in ((1, DATA), (2, other)):
+        cell = rows[attempt].select_one("td.data")
+        assert cell.select_one(".data-name").get_text() == "synth-small"
+        assert cell.select_one(".fingerprint").get_text() == dataset["fingerprint"][:8]
+        assert dataset["fingerprint"] in cell.select_one(".fingerprint")["title"]
+        assert rows[attempt]["data-fingerprint"] == dataset["fingerprint"]
+        heading = dom.find("section", attrs={"data-artifact": f"{attempt:064x}"}).select_one("h3 .data").get_text()
+        assert heading == f"synth-small {dataset['fingerprint'][:8]}"
+    assert rows[3].select_one("td.data").get_text() == "—" and rows[3]["data-fingerprint"] == ""

@@ -60,11 +60,32 @@ def test_evaluate_a_bundle_reproduces_the_report_and_refuses_another_schema(trai
     assert out.returncode == 0, out.stderr
     again = json.loads(out.stdout)
     assert again["same_data"] and again["n_test"] == report["n_test"]
+    assert again["dataset"] == again["trained_on"] == report["dataset"]
+    same = run_cli("evaluate", str(bundle.path), "--data", str(dataset), "--n-resamples", "100").stdout.splitlines()
+    assert same[0].endswith("of the data it was trained on") and not any(line.startswith(("trained on", "given")) for line in same)
     assert again["metrics"] == report["metrics"] and again["recorded"] == report["metrics"]
     other = tmp_path / "other"
     assert run_cli("data", "synth", "--out", str(other), "--small", "--features", "7").returncode == 0
     refused = run_cli("evaluate", str(bundle.path), "--data", str(other))
     assert refused.returncode == 2 and "schema" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_evaluate_on_other_data_of_the_same_schema_names_both_datasets(trained, dataset, tmp_path):
+    from cis490_train.trainer.data import load_dataset
+
+    bundle, report = trained
+    other = tmp_path / "reseeded"
+    assert run_cli("data", "synth", "--out", str(other), "--small", "--seed", "1").returncode == 0
+    given = load_dataset(other, summary=False).identity()
+    assert given.fingerprint != report["dataset"]["fingerprint"]
+    out = run_cli("evaluate", str(bundle.path), "--data", str(other), "--n-resamples", "100")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "different data (same schema)" in lines[0]
+    assert lines[1].split() == ["trained", "on", "synth-small", report["dataset"]["fingerprint"][:8]]
+    assert lines[2].split() == ["given", "synth-small", given.fingerprint[:8]]
+    again = json.loads(run_cli("evaluate", str(bundle.path), "--data", str(other), "--n-resamples", "100", "--json").stdout)
+    assert not again["same_data"] and again["trained_on"] == report["dataset"] and again["dataset"] == given.to_json()
 
 
 @pytest.mark.integration

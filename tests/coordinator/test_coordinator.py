@@ -14,7 +14,7 @@ from cis490_train.coordinator.service import Coordinator, committed_result
 from cis490_train.core.lifecycle import Lease
 from cis490_train.core.specs import JobSpec
 from cis490_train.core.protocol import REQUESTS, Op, Request, reply_key, waiting_key
-from cis490_train.registry import LOOP_ERRORS, Registry
+from cis490_train.registry import LOOP_ERRORS, Registry, clean_result
 from helpers.fleet import Sent
 
 pytestmark = pytest.mark.integration
@@ -98,9 +98,15 @@ def test_a_committed_result_is_the_bundles_report_not_the_request():
         "train_seconds": 1.0,
         "metrics": {"accuracy": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}, "made_up": {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}},
         "baseline": {"accuracy": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}},
+        "dataset": {"name": "GunPoint", "fingerprint": "3f" * 32, "schema_hash": "ab" * 32},
     }
     summary = Summary.from_report(report)
     record = ArtifactRecord("a" * 64, "gbt", "realistic", "0123456789abcdef", 1, "h", 1234, "models/gbt_realistic/" + "a" * 64 + "/bundle.tar.zst", "")
     result = committed_result(summary, record, Lease(2, "w@h", "h", "s" * 64), JobSpec(name="j", model="gbt"), 0.123456)
     assert result["metrics"] == {"accuracy": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}  # only what the store keeps
     assert (result["n_val"], result["bundle_bytes"], result["attempt"], result["host"], result["trainer_s"]) == (10, 1234, 2, "h", 0.1235)
+    assert result["dataset"] == report["dataset"] == clean_result(result)["dataset"]  # what the registry keeps and reads back
+    older = committed_result(Summary.from_report({**report, "dataset": None}), record, Lease(2, "w@h", "h", "s" * 64), JobSpec(name="j", model="gbt"), 1)
+    assert older["dataset"] is None and "dataset" not in clean_result(older)
+    forged = clean_result({**result, "dataset": {"name": "j\x1b[2J", "fingerprint": "3f" * 32, "schema_hash": "../etc"}})
+    assert forged["dataset"] == {"name": "", "fingerprint": "3f" * 32, "schema_hash": ""}

@@ -165,16 +165,20 @@ def test_why_a_log_is_empty():
 def test_the_results_table_fits_120_columns_and_keeps_every_value():
     models = ("gbt", "knn", "knn_semi", "mlp", "cnn", "gru", "lstm", "transformer", "transformer_ssl")
     hosts = ("elliott-thinkpad", "darwin-server", "lab-ws1.cs.example-university.edu", "euler-pi")
+    names = ("synth-small", "GunPoint", "a-dataset-directory-whose-name-is-longer-than-the-column", "synth")
     records = []
     for i, model in enumerate(models):
         spec = JobSpec(name=f"{model}-oracle", model=model, mode="oracle" if i % 2 else "realistic", split_recipe=("host", "sample", "time")[i % 3])
         v = 0.5 + i / 20
         score = {"value": v, "ci_low": v - 0.021, "ci_high": v + 0.013}
+        result = {"metrics": {"accuracy": score, "macro_f1": score, "balanced_accuracy": score}, "baseline": {"accuracy": {"value": 0.456}}}
+        if i:  # the first (and worst) was trained before results named their data
+            result["dataset"] = {"name": names[i % 4], "fingerprint": f"{i + 3:x}{i}" * 32, "schema_hash": "e" * 64}
         records.append(
             JobRecord(
                 job_id=spec.job_id, spec=spec, status="completed", attempt=1, starts=1, max_attempts=3, queue=f"cpu.{model}", broker_priority=0,
                 manifest="m", host=hosts[i % 4], started_at=NOW, finished_at=NOW + (4.8, 75, 750, 3723)[i % 4], artifact_id=f"{i:x}" * 64,
-                result={"metrics": {"accuracy": score, "macro_f1": score, "balanced_accuracy": score}, "baseline": {"accuracy": {"value": 0.456}}},
+                result=result,
             )
         )
     rows = leaderboard_rows(records)
@@ -187,6 +191,14 @@ def test_the_results_table_fits_120_columns_and_keeps_every_value():
         assert f"{m['value']:.3f}" in out and f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]" in out
     hosts_column = "".join(line.split("│")[6].strip() for line in lines if line.count("│") == 8)
     assert all(host in hosts_column for host in hosts)
+    for row, record in zip(rows, sorted(records, key=lambda r: -r.result["metrics"]["macro_f1"]["value"])):
+        assert row["dataset"] == record.result.get("dataset")
+        if row["dataset"]:
+            label = f"{row['dataset']['name']} {row['dataset']['fingerprint'][:8]}"
+            assert label.replace(" ", "") in hosts_column.replace(" ", "")  # the data's line folds, nothing is cut
+    assert rows[-1]["dataset"] is None and rows[-1]["model"] == "gbt"
+    gbt_cell = [line.split("│")[6].strip() for line in lines[-4:] if line.count("│") == 8]
+    assert gbt_cell == ["elliott-thinkpad", "000000000000"]  # an older result: host and artifact, no data line
     assert all(d in out for d in ("4.8s", "1m15s", "12m30s", "1h02m"))
 
 
@@ -205,6 +217,35 @@ def test_show_lists_the_job_its_scores_its_error_and_each_attempt():
     at = time.mktime((2026, 12, 1, 9, 30, 5, 0, 0, -1))
     *_, last = job_detail(failed, [attempt], [], [{"at": at, "action": "requeue", "job_id": failed.job_id, "attempt": 1}])
     assert last == "operator    requeue at 09:30:05, during attempt 1"
+
+
+def test_show_names_the_data_a_job_was_trained_on_and_drops_what_is_malformed():
+    from cis490_train.operator.details import job_detail
+
+    data = {"name": "GunPoint", "fingerprint": "3f" * 32, "schema_hash": "ab" * 32}
+    done = record("done", status="completed", artifact_id="c" * 64, result={"dataset": data})
+    _, *lines = job_detail(done, [], [])
+    at = lines.index(f"artifact    {'c' * 64}")
+    assert lines[at + 1 : at + 4] == ["data        GunPoint", f"fingerprint {'3f' * 32}", f"schema      {'ab' * 32}"]
+    forged = record("forged", status="completed", result={"dataset": {**data, "name": "x\x1b[2J", "schema_hash": "nope"}})
+    _, *lines = job_detail(forged, [], [])
+    assert f"fingerprint {'3f' * 32}" in lines and not any(line.startswith(("data ", "schema ")) for line in lines)
+    _, *older = job_detail(record("older", status="completed", result={"metrics": {}}), [], [])
+    assert not any(line.startswith(("data ", "fingerprint")) for line in older)
+
+
+def test_evaluate_names_both_datasets_when_the_data_differs():
+    from cis490_train.operator.details import evaluate_lines
+
+    trained_on = {"name": "synth-small", "fingerprint": "3f" * 32, "schema_hash": "ab" * 32}
+    given = {"name": "GunPoint", "fingerprint": "9b" * 32, "schema_hash": "ab" * 32}
+    result = {"model": "gbt", "mode": "realistic", "split_recipe": "host", "n_test": 10, "metrics": {}, "recorded": {}, "baseline": {},
+              "same_data": False, "trained_on": trained_on, "dataset": given}
+    lines = evaluate_lines(result)
+    assert lines[0].endswith("10 test windows of different data (same schema)")
+    assert lines[1:3] == ["trained on        synth-small 3f3f3f3f", "given             GunPoint 9b9b9b9b"]
+    same = evaluate_lines({**result, "same_data": True, "dataset": trained_on})
+    assert same[0].endswith("of the data it was trained on") and not any(line.startswith(("trained on", "given")) for line in same)
 
 
 def test_explain_says_where_a_job_is_that_does_not_wait():

@@ -34,6 +34,7 @@ REPORT_KEYS = {
     "train_seconds",
     "fit",
     "name",
+    "dataset",
     "curve",
 }
 PROGRESS_KEYS = {
@@ -96,6 +97,8 @@ def test_report_has_exactly_the_shape_the_fleet_reads(trained, data):
     assert report["n_resamples"] == 500
     assert report["fit"] == {"rounds": 60}
     assert report["name"] == make_spec("gbt")["name"]
+    loaded = load_dataset(data)
+    assert report["dataset"] == {"name": "synth-small", "fingerprint": loaded.fingerprint(), "schema_hash": loaded.schema.schema_hash}
     assert [p["epoch"] for p in report["curve"]] == list(range(1, 61))  # every round, though lines are rate-capped
     for point in report["curve"]:
         assert set(point) == {"phase", "epoch", "loss", "metric", "metric_name"} and point["phase"] == "train"
@@ -122,7 +125,8 @@ def test_checkpoint_metadata_describes_the_weights(trained, data):
         assert (ckpt["model"], ckpt["mode"], ckpt["job_id"]) == ("mlp", mode, run.report["job_id"])
         assert ckpt["feature_columns"] == list(dataset.feature_names)
         assert ckpt["schema_hash"] == dataset.schema.schema_hash
-        assert ckpt["data_fingerprint"] == dataset.fingerprint()
+        assert ckpt["data_fingerprint"] == dataset.fingerprint() == run.report["dataset"]["fingerprint"]
+        assert ckpt["data_name"] == run.report["dataset"]["name"] == "synth-small"
         assert ckpt["hyper"] == run.report["hyper"] and ckpt["classes"] == run.report["classes"]
         assert ckpt["metrics"] == run.report["metrics"]
         assert {"python", "numpy", "torch", "xgboost"} <= set(ckpt["versions"])

@@ -97,6 +97,7 @@ def test_default_preset_is_bigger_than_small(tmp_path):
     assert pq.read_metadata(big / WINDOWS_FILE).num_rows > small_rows
     assert len(schema.feature_columns("realistic")) > 16
     assert schema.seq_len > 32
+    assert load_dataset(big, summary=False).identity().name == "synth"
 
 
 def test_keyword_overrides_shape_the_dataset(tmp_path):
