@@ -142,7 +142,7 @@ def oracle_parts(data, inputs: str) -> tuple[Part, Part, Part]:
 )
 def test_empty_validation_and_no_unlabelled_windows_are_handled(data, model, hyper):
     cls = model_class(model)
-    train, test, empty = oracle_parts(data, cls.inputs)
+    train, test, empty = oracle_parts(data, cls.inputs_for(resolve(model, hyper)))
     trained = cls(ModelConfig(resolve(model, hyper), n_classes=5, seed=0, threads=1))
     seen: list[Progress] = []
     trained.fit(train, empty, seen.append, None)
