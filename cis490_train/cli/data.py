@@ -39,7 +39,10 @@ def _import(args, settings: Settings) -> int:
     target = Path(args.out) if args.out else settings.data_dir
     schema = import_dataset(Path(args.source), target, fmt=args.format, name=args.name, pad=args.pad)
     summary = describe_dataset(target)
-    return emit(args, {**summary.to_dict(), "source": schema.source}, plain(_imported_line(schema, summary.windows, target)))
+    if args.json:
+        return emit(args, {**summary.to_dict(), "source": schema.source})
+    out.print(plain(_imported_line(schema, summary.windows, target)), soft_wrap=True)  # one line, the path unbroken
+    return 0
 
 
 def _imported_line(schema, windows: int, target: Path) -> str:

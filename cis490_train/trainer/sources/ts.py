@@ -81,7 +81,7 @@ def _read_header(path: Path, lines) -> Header:
     for number, line in _content(lines):
         seen_any = True
         if not line.startswith("@"):
-            raise SourceError(path, f"expected a header line (@tag value) or a comment before @data, not {line[:40]!r}", number)
+            raise SourceError(path, f"{line[:40]!r} comes before @data; the header is @tag lines and comments, ended by a @data line", number)
         tag, *args = line.split()
         key = tag[1:].lower()
         at[key] = number
@@ -191,6 +191,10 @@ def _values(path: Path, text: str, dim: int, number: int) -> np.ndarray:
     return values
 
 
+def dimensions_text(k: int) -> str:
+    return f"{k} dimension{'' if k == 1 else 's'}"
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -205,9 +209,9 @@ def _hold_to_header(path: Path, header: Header, case: np.ndarray, first: np.ndar
     if header.univariate and dims > 1:
         raise SourceError(path, f"@univariate true, but the case has {dims} dimensions", number)
     if header.dimensions is not None and dims != header.dimensions:
-        raise SourceError(path, f"the case has {dims} dimensions, @dimensions says {header.dimensions}", number)
+        raise SourceError(path, f"the case has {dimensions_text(dims)}, @dimensions says {header.dimensions}", number)
     if first is not None and dims != first.shape[0]:
-        raise SourceError(path, f"the case has {dims} dimensions, the cases before it have {first.shape[0]}", number)
+        raise SourceError(path, f"the case has {dimensions_text(dims)}, the cases before it have {first.shape[0]}", number)
     if header.equal_length is False:
         return
     if header.series_length is not None and length != header.series_length:

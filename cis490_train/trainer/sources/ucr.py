@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import SourceError
-from .ts import TsFile, parse_ts
+from .ts import TsFile, dimensions_text, parse_ts
 from .windows import PLACEHOLDER_TIMES, Windows, file_record, placeholder_times
 
 TRAIN_SUFFIX = "_TRAIN.ts"
@@ -107,7 +107,7 @@ def _same_problem(train: TsFile, test: TsFile) -> None:
     if test.dimensions != train.dimensions:
         raise SourceError(
             test.path,
-            f"the case has {test.dimensions} dimensions, the cases of {train.path.name} have {train.dimensions}",
+            f"the case has {dimensions_text(test.dimensions)}, the cases of {train.path.name} have {train.dimensions}",
             test.lines[0],
         )
 
