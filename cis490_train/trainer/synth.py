@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .contract import Feature, Schema, make_schema
+from .contract import Feature, Schema, make_schema, windows_table
 from .publish import publish, refuse_foreign_dir
 
 CLASSES = ("benign", "miner", "ransomware", "scanner", "exfil")
@@ -207,8 +207,6 @@ def _schema(p: Preset, seed: int, preset_name: str) -> Schema:
 
 
 def _generate(p: Preset, schema: Schema, rng: np.random.Generator):
-    import pyarrow as pa
-
     n_hosts, per_host = len(p.hosts), p.windows_per_host
     n = n_hosts * per_host
     host_idx = np.repeat(np.arange(n_hosts), per_host)
@@ -228,17 +226,9 @@ def _generate(p: Preset, schema: Schema, rng: np.random.Generator):
     host_start = rng.integers(0, 600, size=n_hosts) * 60_000
     starts = EPOCH_MS + host_start[host_idx] + np.tile(np.arange(per_host), n_hosts) * WINDOW_SECONDS * 1000
 
-    columns = {
-        "window_id": pa.array(np.arange(n, dtype=np.int64)),
-        "host": pa.array(np.array(p.hosts, dtype=object)[host_idx].tolist(), type=pa.string()),
-        "window_start": pa.array(starts.astype(np.int64), type=pa.timestamp("ms", tz="UTC")),
-        "label": pa.array(labels.tolist(), type=pa.string()),
-    }
-    names = [f.name for f in schema.features]
-    values = np.concatenate([summary, oracle], axis=1)
-    for j, name in enumerate(names):
-        columns[name] = pa.array(values[:, j].astype(np.float32), type=pa.float32())
-    return pa.table(columns), sequences
+    hosts = np.array(p.hosts, dtype=object)[host_idx]
+    table = windows_table(schema, hosts, starts, labels, np.concatenate([summary, oracle], axis=1))
+    return table, sequences
 
 
 def _summary_features(p, rng, y, strength, load, host_idx, t_frac) -> np.ndarray:

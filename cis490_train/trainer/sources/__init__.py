@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import DataError, UsageError
-from ..contract import Schema
+from ..contract import Schema, windows_table
 from ..publish import publish, refuse_foreign_dir
 from .arrays import X_FILE, read_arrays
 from .table import read_table
@@ -40,7 +40,8 @@ def import_dataset(source: Path, out: Path, *, fmt: str = "auto", name: str | No
     else:
         windows = read_table(source, name=name)
     schema = windows.schema()
-    publish(out, schema, windows.table(), windows.sequences)
+    table = windows_table(schema, windows.hosts, windows.starts_ms, windows.labels, windows.feature_values)
+    publish(out, schema, table, windows.sequences)
     return schema
 
 

@@ -40,8 +40,8 @@ def read_table(source: Path, *, name: str | None = None) -> Windows:
         raise SourceError(source, "has no rows")
     n = table.num_rows
     labels = _labels(source, table.column(LABEL))
-    features, feature_list = _features(source, table)
-    realistic = [j for j, f in enumerate(feature_list) if f.kind == "realistic"]
+    values, features = _features(source, table)
+    realistic = [j for j, f in enumerate(features) if f.kind == "realistic"]
     record = {
         "format": "parquet",
         "name": name or source.stem,
@@ -52,14 +52,14 @@ def read_table(source: Path, *, name: str | None = None) -> Windows:
         "window_start": f"from the {START!r} column" if START in table.column_names else PLACEHOLDER_TIMES,
     }
     return Windows(
-        sequences=np.ascontiguousarray(features[:, None, realistic]),
+        sequences=np.ascontiguousarray(values[:, None, realistic]),
         labels=labels,
         classes=class_names(labels),
         hosts=_hosts(source, table.column(HOST)) if HOST in table.column_names else placeholder_hosts(n),
         starts_ms=_starts(source, table.column(START)) if START in table.column_names else placeholder_times(n),
-        channels=tuple(feature_list[j].name for j in realistic),
+        channels=tuple(features[j].name for j in realistic),
         features=features,
-        feature_list=feature_list,
+        feature_values=values,
         source=record,
     )
 

@@ -1,4 +1,4 @@
-"""What every source is read into, and how that becomes the contract's table and schema.
+"""What every source is read into, and the schema that comes of it.
 
 A reader fills `Windows` and nothing else, so the rules of the contract (column
 types, feature kinds, the schema hash) are applied in one place for every format,
@@ -8,6 +8,7 @@ and the placeholders for what a source does not record are the same everywhere.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ PLACEHOLDER_TIMES = "row index as seconds since 1970-01-01T00:00:00Z (the source
 
 @dataclass(frozen=True, eq=False)
 class Windows:
-    """One row per window; `labels` holds class names (None: unlabelled), `sequences` NaN where missing."""
+    """One row per window; `labels` holds class names (None: unlabelled), `sequences` NaN where
+    missing, `feature_values` one column per entry of `features`."""
 
     sequences: np.ndarray
     labels: np.ndarray
@@ -32,8 +34,8 @@ class Windows:
     hosts: np.ndarray
     starts_ms: np.ndarray
     channels: tuple[str, ...]
-    features: np.ndarray
-    feature_list: tuple[Feature, ...]
+    features: tuple[Feature, ...]
+    feature_values: np.ndarray
     source: dict[str, Any]
 
     @classmethod
@@ -53,7 +55,7 @@ class Windows:
         how = {
             "derived": True,
             "per_channel": [name for name, _ in STATISTICS],
-            "missing_values": "skipped; a statistic the series does not define is 0",
+            "missing": "skipped; a statistic the series does not define is 0",
         }
         return cls(
             sequences=sequences,
@@ -62,32 +64,15 @@ class Windows:
             hosts=hosts,
             starts_ms=starts_ms,
             channels=channels,
-            features=summary_features(sequences, lengths),
-            feature_list=feature_list(channels),
+            features=feature_list(channels),
+            feature_values=summary_features(sequences, lengths),
             source={**source, "features": how},
         )
 
-    @property
-    def n(self) -> int:
-        return len(self.labels)
-
     def schema(self) -> Schema:
         return make_schema(
-            self.classes, self.feature_list, self.sequences.shape[1], self.channels, None, self.source
+            self.classes, self.features, self.sequences.shape[1], self.channels, None, self.source
         )
-
-    def table(self):
-        import pyarrow as pa
-
-        columns = {
-            "window_id": pa.array(np.arange(self.n, dtype=np.int64)),
-            "host": pa.array(self.hosts.tolist(), type=pa.string()),
-            "window_start": pa.array(self.starts_ms.astype(np.int64), type=pa.timestamp("ms", tz="UTC")),
-            "label": pa.array(self.labels.tolist(), type=pa.string()),
-        }
-        for j, feature in enumerate(self.feature_list):
-            columns[feature.name] = pa.array(self.features[:, j], type=pa.float32())
-        return pa.table(columns)
 
 
 def placeholder_hosts(n: int) -> np.ndarray:
@@ -108,14 +93,6 @@ def file_record(path: Path) -> dict[str, str]:
 def class_names(labels: np.ndarray) -> tuple[str, ...]:
     """The classes in order: numerically where every label is a number, else alphabetically."""
     names = sorted({str(label) for label in labels if label is not None})
-    if all(_is_int(name) for name in names):
+    if all(re.fullmatch(r"-?[0-9]+", name) for name in names):
         return tuple(sorted(names, key=int))
     return tuple(names)
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
