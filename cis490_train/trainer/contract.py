@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import DataError
 
 SCHEMA_VERSION = 1
@@ -115,6 +117,22 @@ def make_schema(
         schema_hash=compute_schema_hash(classes, features, seq_len, channels),
         source=source,
     )
+
+
+def windows_table(schema: Schema, host: np.ndarray, window_start_ms: np.ndarray, label: np.ndarray, features: np.ndarray):
+    """The windows table in the contract's columns and types: `window_id` in row order, then host,
+    start, label (None: unlabelled) and one float32 column per feature of `schema`, in its order."""
+    import pyarrow as pa
+
+    columns = {
+        "window_id": pa.array(np.arange(len(label), dtype=np.int64)),
+        "host": pa.array(host.tolist(), type=pa.string()),
+        "window_start": pa.array(window_start_ms.astype(np.int64), type=pa.timestamp("ms", tz="UTC")),
+        "label": pa.array(label.tolist(), type=pa.string()),
+    }
+    for j, feature in enumerate(schema.features):
+        columns[feature.name] = pa.array(features[:, j].astype(np.float32), type=pa.float32())
+    return pa.table(columns)
 
 
 def parse_schema(raw: Any) -> tuple[Schema | None, list[str]]:

@@ -11,9 +11,6 @@ class almost directly.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..atomic import fsync_dir, fsync_file, temp_sibling
-from .contract import SCHEMA_FILE, SEQUENCES_FILE, WINDOWS_FILE, Feature, Schema, make_schema
+from .contract import Feature, Schema, make_schema, windows_table
+from .publish import publish, refuse_foreign_dir
 
 CLASSES = ("benign", "miner", "ransomware", "scanner", "exfil")
 CLASS_PRIORS = (0.45, 0.14, 0.14, 0.14, 0.13)
@@ -155,10 +152,10 @@ def synthesize(
     preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
     _check_preset(preset)
     out = Path(out)
-    _refuse_foreign_dir(out)
+    refuse_foreign_dir(out)
     schema = _schema(preset, seed, "small" if small else "default")
     table, sequences = _generate(preset, schema, np.random.default_rng(seed))
-    _publish(out, schema, table, sequences)
+    publish(out, schema, table, sequences)
     return out
 
 
@@ -178,12 +175,6 @@ def _check_preset(p: Preset) -> None:
         problems.append("n_channels must be at least 6")
     if problems:
         raise DataError("cannot synthesize: " + "; ".join(problems))
-
-
-def _refuse_foreign_dir(out: Path) -> None:
-    """Replacing a dataset is fine; replacing someone's unrelated non-empty directory is not."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SCHEMA_FILE).exists())):
-        raise DataError(f"refusing to overwrite {out}: it exists and is not a dataset directory")
 
 
 def _realistic_catalogue(n: int) -> list[tuple[str, str, float, str]]:
@@ -217,8 +208,6 @@ def _schema(p: Preset, seed: int, preset_name: str) -> Schema:
 
 
 def _generate(p: Preset, schema: Schema, rng: np.random.Generator):
-    import pyarrow as pa
-
     n_hosts, per_host = len(p.hosts), p.windows_per_host
     n = n_hosts * per_host
     host_idx = np.repeat(np.arange(n_hosts), per_host)
@@ -238,17 +227,9 @@ def _generate(p: Preset, schema: Schema, rng: np.random.Generator):
     host_start = rng.integers(0, 600, size=n_hosts) * 60_000
     starts = EPOCH_MS + host_start[host_idx] + np.tile(np.arange(per_host), n_hosts) * WINDOW_SECONDS * 1000
 
-    columns = {
-        "window_id": pa.array(np.arange(n, dtype=np.int64)),
-        "host": pa.array(np.array(p.hosts, dtype=object)[host_idx].tolist(), type=pa.string()),
-        "window_start": pa.array(starts.astype(np.int64), type=pa.timestamp("ms", tz="UTC")),
-        "label": pa.array(labels.tolist(), type=pa.string()),
-    }
-    names = [f.name for f in schema.features]
-    values = np.concatenate([summary, oracle], axis=1)
-    for j, name in enumerate(names):
-        columns[name] = pa.array(values[:, j].astype(np.float32), type=pa.float32())
-    return pa.table(columns), sequences
+    hosts = np.array(p.hosts, dtype=object)[host_idx]
+    table = windows_table(schema, hosts, starts, labels, np.concatenate([summary, oracle], axis=1))
+    return table, sequences
 
 
 def _summary_features(p, rng, y, strength, load, host_idx, t_frac) -> np.ndarray:
@@ -354,39 +335,3 @@ def _sequences(p, rng, y, strength, load, host_idx) -> np.ndarray:
 
     scale = np.array([s for _, s, _ in catalogue])
     return (scale * np.log1p(np.exp(x + 1.5))).astype(np.float32)
-
-
-def _publish(out: Path, schema: Schema, table, sequences: np.ndarray) -> None:
-    """Write into a temporary sibling, fsync it, then swap it in: `out` is never half-written."""
-    import pyarrow.parquet as pq
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(out)
-    tmp.mkdir()
-    try:
-        pq.write_table(table, tmp / WINDOWS_FILE, compression="zstd")
-        with open(tmp / SEQUENCES_FILE, "wb") as f:
-            np.save(f, sequences, allow_pickle=False)
-        (tmp / SCHEMA_FILE).write_text(json.dumps(schema.to_json(), indent=2, sort_keys=True) + "\n")
-        for name in (WINDOWS_FILE, SEQUENCES_FILE, SCHEMA_FILE):
-            fsync_file(tmp / name)
-        fsync_dir(tmp)
-        _swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(out.parent)
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """rename(2) replaces only an empty directory, so an old dataset is moved aside first."""
-    try:
-        os.replace(tmp, out)
-        return
-    except OSError:
-        if not out.exists():
-            raise
-    old = temp_sibling(out, ".old")
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
