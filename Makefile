@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/artifacts.py
 	$(BIN)/python bench/epoch_overhead.py
+	$(BIN)/python bench/quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

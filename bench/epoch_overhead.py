@@ -26,6 +26,7 @@ import torch
 from cis490_train.core.hyper import resolve
 from cis490_train.trainer.data import load_model_inputs, synthesize
 from cis490_train.trainer.models import ModelConfig, Part, model_class
+from cis490_train.trainer.models.recipe import Recipe
 from cis490_train.trainer.models.torch_loop import Scaler
 from cis490_train.trainer.split import make_split
 from report import save
@@ -75,7 +76,10 @@ def bench_model(name: str, data: Path, epochs: int, threads: int) -> dict:
     dataset = load_model_inputs(data, "realistic", cls.inputs)
     split = make_split("sample", dataset.host, dataset.window_start_ms, dataset.label, seed=0, train_hosts=(), window_seconds=dataset.schema.window_seconds)
     train, val = Part.from_rows(dataset, split.train), Part.from_rows(dataset, split.val)
-    config = ModelConfig(hyper=resolve(name, {"epochs": epochs}), n_classes=len(dataset.schema.classes), seed=0, device="cpu", threads=threads)
+    # The auto batch size for this data, fixed for both loops; no early stopping, so every epoch runs.
+    batch = Recipe.for_rows(train.n, resolve(name, {})).batch
+    hyper = resolve(name, {"epochs": epochs, "batch_size": batch, "early_stopping": False})
+    config = ModelConfig(hyper=hyper, n_classes=len(dataset.schema.classes), seed=0, device="cpu", threads=threads)
     fleet, model = trainer_epochs(cls, config, train, val)
     net = copy.deepcopy(model.net)
     if cls.inputs == "sequence":
@@ -84,7 +88,7 @@ def bench_model(name: str, data: Path, epochs: int, threads: int) -> dict:
         inputs = (Scaler.fit(train.features).tensor(train.features, "cpu"),)
     plain = plain_epochs(net, inputs, torch.from_numpy(train.y.astype(np.int64)), config)
     f, p = statistics.median(fleet[1:]), statistics.median(plain[1:])
-    return {"model": name, "train_windows": train.n, "val_windows": val.n, "epochs": epochs, "trainer_epoch_s": f, "plain_epoch_s": p, "ratio": f / p}
+    return {"model": name, "train_windows": train.n, "val_windows": val.n, "batch_size": batch, "epochs": epochs, "trainer_epoch_s": f, "plain_epoch_s": p, "ratio": f / p}
 
 
 def main(argv: list[str] | None = None) -> int:

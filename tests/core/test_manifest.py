@@ -151,7 +151,7 @@ def test_unknown_keys_with_did_you_mean():
 def test_hyper_checked_against_the_model_schema():
     (unknown, wrong_type) = problems('[[jobs]]\nname = "j"\nmodel = "mlp"\nhyper = { epoch = 3, lr = "fast" }\n')
     assert "unknown mlp hyperparameter 'epoch' (did you mean 'epochs'?)" in unknown
-    assert "valid keys: amp, batch_size, dropout, epochs, hidden_dim, lr" in unknown
+    assert "valid keys: amp, batch_size, dropout, early_stopping, epochs, hidden_dim, lr" in unknown
     assert "'lr' must be a number" in wrong_type
     assert problems('[[jobs]]\nname = "j"\nmodel = "gbt"\nhyper = { max_depth = 0 }\n') == [
         "job 'j' (jobs[0]): gbt hyperparameter 'max_depth' must be >= 1, got 0"

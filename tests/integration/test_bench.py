@@ -44,3 +44,15 @@ def test_jobs_bench_quick_run_measures_overhead_recovery_cancel_and_memory():
     assert re.search(r"lost-worker recovery, lowest \(median of 1\)\s+heartbeat 0.5 s, stale 2 s\s+[\d.]+ s", out.stdout)
     assert re.search(r"cancel -> trainer gone \(median of 1\)\s+[\d.]+ s", out.stdout)
     assert re.search(r"idle worker RSS\s+\d+ MiB bare Celery\s+\d+ MiB\s+[\d.]+", out.stdout)
+
+
+def test_quality_bench_quick_run_scores_all_nine_models_beside_one_nn_ed():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "quality.py"), "--quick"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    one_nn = re.search(r"^1-NN-ED\s+([\d.]+) / ([\d.]+)$", out.stdout, re.M)
+    assert one_nn and 0.5 < float(one_nn.group(1)) <= 1.0
+    rows = dict(re.findall(r"^(\w+)\s+([\d.]+) / [\d.]+ \(\d+\)\*?$", out.stdout, re.M))
+    assert set(rows) == {"gbt", "knn", "knn_semi", "mlp", "cnn", "gru", "lstm", "transformer", "transformer_ssl"}
+    assert all(0.0 <= float(v) <= 1.0 for v in rows.values())
+    assert re.search(r"^best / 1-NN-ED\s+[\d.]+ \w+$", out.stdout, re.M)
+    assert "ItalyPowerDemand: best of nine" in out.stdout

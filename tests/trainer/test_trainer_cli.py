@@ -95,7 +95,7 @@ def test_report_has_exactly_the_shape_the_fleet_reads(trained, data):
     assert report["hyper"]["n_estimators"] == 60 and report["hyper"]["learning_rate"] == 0.1
     assert report["classes"] == ["benign", "miner", "ransomware", "scanner", "exfil"]
     assert report["n_resamples"] == 500
-    assert report["fit"] == {"rounds": 60}
+    assert report["fit"] == {"rounds": 60, "validation": "progress only"}
     assert report["name"] == make_spec("gbt")["name"]
     loaded = load_dataset(data)
     assert report["dataset"] == {"name": "synth-small", "fingerprint": loaded.fingerprint(), "schema_hash": loaded.schema.schema_hash}

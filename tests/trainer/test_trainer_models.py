@@ -115,7 +115,7 @@ def test_progress_marks_every_epoch_boundary_with_loss_and_val_metric(name, part
 
 @pytest.mark.parametrize(
     ("name", "hyper"),
-    [("gbt", {"n_estimators": 400, "early_stopping_rounds": 3}), ("mlp", {"epochs": 400, "patience": 2})],
+    [("gbt", {"n_estimators": 400, "early_stopping_rounds": 3}), ("mlp", {"epochs": 400, "patience": 2, "early_stopping": True})],
 )
 def test_early_stopping_ends_training_before_the_last_epoch(name, parts, hyper):
     model, seen = train(name, parts, **hyper)

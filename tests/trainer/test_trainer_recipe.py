@@ -69,14 +69,15 @@ def part(n: int, start: int = 0) -> Part:
 
 def test_a_validation_split_too_small_to_steer_by_is_trained_on_instead():
     train, val = part(40), part(MIN_VALIDATION - 1, start=100)
-    used_train, used_val, why = steering(train, val)
+    used_train, used_val, why = steering(train, val, True)
     assert used_train.n == 40 + MIN_VALIDATION - 1 and used_val.n == 0
     assert np.array_equal(used_train.y, np.concatenate([train.y, val.y]))
     assert used_train.features.shape == (used_train.n, 2) and used_train.sequences.shape == (used_train.n, 4, 1)
     assert "training" in why and str(MIN_VALIDATION) in why
     big = part(MIN_VALIDATION, start=100)
-    assert steering(train, big)[:2] == (train, big)
-    assert steering(train, big.empty())[1].n == 0
+    assert steering(train, big, True)[:2] == (train, big)
+    assert steering(train, big.empty(), True)[1].n == 0
+    assert steering(train, big, False)[2] == "progress only"
 
 
 def test_validation_ranks_by_macro_f1_then_by_loss():

@@ -64,15 +64,16 @@ class Part:
 MIN_VALIDATION = 30
 
 
-def steering(train: Part, val: Part) -> tuple[Part, Part, str]:
-    """The windows to train on, the ones to steer by, and what the validation split was used for.
+def steering(train: Part, val: Part, stops: bool) -> tuple[Part, Part, str]:
+    """The windows to train on, the ones to score, and what the validation split was used for
+    (`stops`: whether the model stops early on it).
 
     Below MIN_VALIDATION windows a validation score is mostly noise: stopping or
     keeping weights on it loses more than it saves, so those few windows are
     trained on instead and the full recipe runs.
     """
     if val.n >= MIN_VALIDATION:
-        return train, val, "early stopping"
+        return train, val, "early stopping" if stops else "progress only"
     if not val.n:
         return train, val, "none (the split left no validation windows)"
     return train.join(val), val.empty(), f"training ({val.n} windows, fewer than {MIN_VALIDATION} to steer by)"

@@ -73,7 +73,7 @@ class GBTModel(Model):
 
     def fit(self, train: Part, val: Part, progress: ProgressCallback, unlabelled: Part | None = None) -> None:
         h, k, threads = self.config.hyper, self.config.n_classes, self.config.threads
-        train, val, self.validation = steering(train, val)
+        train, val, self.validation = steering(train, val, bool(h["early_stopping_rounds"]))
         dtrain = xgb.DMatrix(train.features, label=train.y, nthread=threads)
         evals = [(dtrain, "train")]
         if val.n:

@@ -52,7 +52,7 @@ class MLPModel(TorchModel):
     def fit(self, train: Part, val: Part, progress: ProgressCallback, unlabelled: Part | None = None) -> None:
         h, device = self.config.hyper, self.config.device
         setup(self.config)
-        train, val, validation = steering(train, val)
+        train, val, validation = steering(train, val, h["early_stopping"])
         self.scaler = Scaler.fit(train.features)
         self.arch = {
             "in_dim": train.features.shape[1],

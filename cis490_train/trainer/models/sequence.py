@@ -212,7 +212,7 @@ class SequenceModel(TorchModel):
     def fit(self, train: Part, val: Part, progress: ProgressCallback, unlabelled: Part | None = None) -> None:
         h, device = self.config.hyper, self.config.device
         setup(self.config)
-        train, val, validation = steering(train, val)
+        train, val, validation = steering(train, val, h["early_stopping"])
         has_extra = train.features is not None and train.features.shape[1] > 0
         seq_len = train.sequences.shape[1]
         self.arch = {
