@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cis490_train.core.hyper import resolve
+from cis490_train.errors import DataError
 from cis490_train.trainer.models import ModelConfig, Part, model_class
 
 
@@ -73,3 +75,17 @@ def test_oracle_features_weigh_as_much_as_the_whole_window_and_survive_a_reload(
     knn.save(tmp_path)
     again = model_class("knn").load(tmp_path)
     assert again.inputs == "sequence" and np.array_equal(again.predict(test), knn.predict(test))
+
+
+def test_weights_of_another_format_are_refused_with_a_retrain_hint(tmp_path):
+    import torch
+
+    rng = np.random.default_rng(4)
+    train = noise_part(rng, 20)
+    knn = make()
+    knn.fit(train, train.empty(), lambda p: None)
+    knn.save(tmp_path)
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    torch.save({**payload, "format": 1}, tmp_path / "model.pt")
+    with pytest.raises(DataError, match=r"knn weights of format 1; this trainer reads format 2 \(retrain"):
+        model_class("knn").load(tmp_path)

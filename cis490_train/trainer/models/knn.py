@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import DataError
 from .base import ModelConfig, Part, Progress, ProgressCallback
 from .torch_loop import Scaler, TorchModel, load_payload, macro_f1, save_payload, setup, torch
 
@@ -138,12 +137,7 @@ class KNNModel(TorchModel):
     @classmethod
     def load(cls, directory: Path, device: str = "cpu", threads: int = 1) -> KNNModel:
         path = Path(directory) / cls.weights_file
-        payload = load_payload(path, device, threads)
-        if payload.get("format") != FORMAT:
-            raise DataError(
-                f"{path} holds {cls.name} weights of format {payload.get('format')!r}; this trainer reads format "
-                f"{FORMAT} (retrain the job to score it here)"
-            )
+        payload = load_payload(path, device, threads, model=cls.name, fmt=FORMAT)
         arch = payload["arch"]
         hyper = {
             "n_neighbors": int(arch["n_neighbors"]),

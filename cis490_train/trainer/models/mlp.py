@@ -100,7 +100,7 @@ class MLPModel(TorchModel):
 
     @classmethod
     def load(cls, directory: Path, device: str = "cpu", threads: int = 1) -> MLPModel:
-        payload = load_payload(Path(directory) / cls.weights_file, device, threads)
+        payload = load_payload(Path(directory) / cls.weights_file, device, threads, model=cls.name, fmt=FORMAT)
         arch = payload["arch"]
         hyper = {"amp": bool(payload["amp"])}
         config = ModelConfig(hyper=hyper, n_classes=int(arch["n_classes"]), seed=0, device=device, threads=threads)

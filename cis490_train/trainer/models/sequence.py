@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...errors import DataError
 from .base import ModelConfig, Part, ProgressCallback, steering
 from .recipe import Recipe
 from .torch_loop import (
@@ -271,12 +270,7 @@ class SequenceModel(TorchModel):
     @classmethod
     def load(cls, directory: Path, device: str = "cpu", threads: int = 1) -> SequenceModel:
         path = Path(directory) / cls.weights_file
-        payload = load_payload(path, device, threads)
-        if payload.get("format") != FORMAT:
-            raise DataError(
-                f"{path} holds {cls.name} weights of format {payload.get('format')!r}; this trainer reads format "
-                f"{FORMAT} (retrain the job to score it here)"
-            )
+        payload = load_payload(path, device, threads, model=cls.name, fmt=FORMAT)
         arch = payload["arch"]
         hyper = {"amp": bool(payload["amp"])}
         config = ModelConfig(hyper=hyper, n_classes=int(arch["n_classes"]), seed=0, device=device, threads=threads)

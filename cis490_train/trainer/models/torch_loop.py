@@ -235,19 +235,27 @@ def save_payload(path, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
-def load_payload(path, device: str, threads: int) -> dict:
-    """Tensors and plain containers only: a weights file comes with a bundle, and a pickle may run code."""
+def load_payload(path, device: str, threads: int, *, model: str, fmt: int) -> dict:
+    """Tensors and plain containers only: a weights file comes with a bundle, and a pickle may run code.
+    A payload of another format than `fmt` was written by another trainer and is refused."""
     torch.set_num_threads(threads)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(path, map_location=device, weights_only=True)
+            payload = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         wanted = re.search(r"GLOBAL (\S+)", str(exc))
         asks = f"; it asks for {wanted.group(1)}" if wanted else ""
         raise DataError(
             f"refusing to load {path}: it is not plain weights (only tensors and plain containers are loaded{asks})"
         ) from None
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != fmt:
+        raise DataError(
+            f"{path} holds {model} weights of format {found!r}; this trainer reads format {fmt} "
+            "(retrain the job to score it here)"
+        )
+    return payload
 
 
 def state_dict_cpu(net) -> dict:
