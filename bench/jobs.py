@@ -140,7 +140,7 @@ def one_job(name: str, model: str, hyper: str, seed: int = 0, **keys: str) -> st
 
 def long_job(name: str, seed: int) -> str:
     """An mlp that trains for minutes unless stopped: the target of kills and cancels."""
-    return one_job(name, "mlp", "epochs = 100000, hidden_dim = 16", seed=seed)
+    return one_job(name, "mlp", "epochs = 100000, hidden_dim = 16, early_stopping = false", seed=seed)
 
 
 def finished(fleet: Fleet, job_id: str, timeout: float):

@@ -32,7 +32,7 @@ n_resamples = 100
 name = "long-mlp"
 model = "mlp"
 priority = 10
-hyper = { epochs = 100000 }
+hyper = { epochs = 100000, early_stopping = false }
 
 [[jobs]]
 name = "quick-gbt"

@@ -138,7 +138,7 @@ def oracle_parts(data, inputs: str) -> tuple[Part, Part, Part]:
 
 
 @pytest.mark.parametrize(
-    ("model", "hyper"), [("knn_semi", {}), ("cnn", {"epochs": 2}), ("transformer_ssl", {"epochs": 1})]
+    ("model", "hyper"), [("knn_semi", {}), ("cnn", {"epochs": 2}), ("transformer_ssl", {"epochs": 1, "pretrain_epochs": 1})]
 )
 def test_empty_validation_and_no_unlabelled_windows_are_handled(data, model, hyper):
     cls = model_class(model)

@@ -13,6 +13,9 @@ from helpers.trainer import make_spec, run_trainer
 
 LEARNED = ("gbt", "mlp", "cnn", "gru", "lstm", "transformer", "transformer_ssl")
 
+# Nine full default recipes take minutes on two cores: a quality run, kept for `make test-slow`.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
 
 @pytest.fixture(scope="module")
 def reports(italy_dataset, tmp_path_factory):

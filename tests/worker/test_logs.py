@@ -29,7 +29,7 @@ def manifest(tmp_path: Path, body: str, name: str = "logs") -> str:
 
 
 def mlp_job(name: str, epochs: int) -> str:
-    return f'[[jobs]]\nname = "{name}"\nmodel = "mlp"\n{SAMPLE}hyper = {{ epochs = {epochs}, batch_size = 16 }}\n'
+    return f'[[jobs]]\nname = "{name}"\nmodel = "mlp"\n{SAMPLE}hyper = {{ epochs = {epochs}, batch_size = 16, early_stopping = false }}\n'
 
 
 def test_logs_print_the_failed_attempts_output_exactly_as_its_local_log(fleet_env, registry, store, start_worker, tmp_path):

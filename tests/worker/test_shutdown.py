@@ -25,7 +25,7 @@ def test_sigterm_requeues_the_running_attempt_and_leaves_no_trainer(fleet_env, r
     manifest = tmp_path / "long.toml"
     manifest.write_text(
         'schema_version = 1\nname = "long"\n[[jobs]]\nname = "slow-mlp"\nmodel = "mlp"\nsplit_recipe = "sample"\n'
-        "n_resamples = 100\nhyper = { epochs = 400, batch_size = 16 }\n"
+        "n_resamples = 100\nhyper = { epochs = 400, batch_size = 16, early_stopping = false }\n"
     )
     first = start_worker("box", "cpu")
     assert cli(fleet_env, "enqueue", str(manifest)).returncode == 0

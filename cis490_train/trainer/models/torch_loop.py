@@ -160,7 +160,6 @@ def fit_loop(
     h, device = config.hyper, config.device
     rng = np.random.default_rng([config.seed, seed_offset])
     optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=h["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, recipe.lr_factor)
     amp = device == "cuda" and h["amp"]
     grad_scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
     epochs, per_epoch = recipe.epochs, recipe.per_epoch
@@ -171,18 +170,19 @@ def fit_loop(
         order = torch.from_numpy(rng.permutation(n)).to(device)
         total = 0.0
         for i, idx in enumerate(recipe.batches(order)):
+            step = (epoch - 1) * per_epoch + i
+            for group in optimiser.param_groups:
+                group["lr"] = lr * recipe.lr_factor(step)
             optimiser.zero_grad(set_to_none=True)
             with autocast(device, h["amp"]):
                 loss = batch_loss(idx)
             grad_scaler.scale(loss).backward()
             grad_scaler.step(optimiser)
             grad_scaler.update()
-            schedule.step()
             value = loss.item()
             total += value * len(idx)
-            step = (epoch - 1) * per_epoch + i + 1
             progress(
-                Progress(epoch=epoch, epochs=epochs, step=step, steps=recipe.steps, loss=value, phase=phase)
+                Progress(epoch=epoch, epochs=epochs, step=step + 1, steps=recipe.steps, loss=value, phase=phase)
             )
         mean_loss = total / n
         current = score()
@@ -250,6 +250,8 @@ def load_payload(path, device: str, threads: int, *, model: str, fmt: int) -> di
             f"refusing to load {path}: it is not plain weights (only tensors and plain containers are loaded{asks})"
         ) from None
     found = payload.get("format") if isinstance(payload, dict) else None
+    if found is None:
+        raise DataError(f"{path} cannot be loaded as {model} weights: it names no format")
     if found != fmt:
         raise DataError(
             f"{path} holds {model} weights of format {found!r}; this trainer reads format {fmt} "
