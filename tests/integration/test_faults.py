@@ -27,7 +27,7 @@ def manifest(tmp_path, body: str, name: str = "faults") -> str:
 
 
 def mlp_job(name: str, epochs: int, extra: str = "") -> str:
-    return f'[[jobs]]\nname = "{name}"\nmodel = "mlp"\n{SAMPLE}{extra}hyper = {{ epochs = {epochs}, batch_size = 16 }}\n'
+    return f'[[jobs]]\nname = "{name}"\nmodel = "mlp"\n{SAMPLE}{extra}hyper = {{ epochs = {epochs}, batch_size = 16, early_stopping = false }}\n'
 
 
 

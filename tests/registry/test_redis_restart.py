@@ -25,7 +25,7 @@ def test_restart_mid_run_loses_no_job_and_no_result(fleet_env, aof_redis, store,
     registry = Registry(url)
     jobs = "".join(
         f'[[jobs]]\nname = "j{i}"\nmodel = "{"mlp" if i % 2 else "gbt"}"\nseed = {i}\nsplit_recipe = "sample"\nn_resamples = 100\n'
-        + ('hyper = { epochs = 60, batch_size = 16 }\n' if i % 2 else "hyper = { n_estimators = 20 }\n")
+        + ('hyper = { epochs = 60, batch_size = 16, early_stopping = false }\n' if i % 2 else "hyper = { n_estimators = 20 }\n")
         for i in range(6)
     )
     manifest = tmp_path / "restart.toml"
