@@ -82,6 +82,11 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": accuracy, "macro_f1": macro_f1, "balanced_accuracy": balanced}
 
 
+def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """The point macro-F1 of one set of predictions (what validation scores report)."""
+    return float(metrics_from_confusion(confusion_matrix(y_true, y_pred, n_classes))["macro_f1"])
+
+
 def baseline_confusion(cm: np.ndarray, majority: int) -> np.ndarray:
     """What always predicting `majority` scores on the same true-class counts."""
     out = np.zeros_like(cm)

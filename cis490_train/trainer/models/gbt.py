@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ...atomic import atomic_path
-from ..evaluate import confusion_matrix, metrics_from_confusion
+from ..evaluate import macro_f1_score
 from .base import Model, ModelConfig, Part, Progress, ProgressCallback, import_optional, steering
 
 xgb = import_optional("xgboost", "pip install xgboost-cpu  (or `pip install xgboost` on a CUDA host)")
@@ -81,8 +81,7 @@ class GBTModel(Model):
 
         def macro_f1(predt: np.ndarray, dmat) -> tuple[str, float]:
             pred = predt.reshape(-1, k).argmax(axis=1)
-            cm = confusion_matrix(dmat.get_label().astype(np.int64), pred, k)
-            return "macro_f1", float(metrics_from_confusion(cm)["macro_f1"])
+            return "macro_f1", macro_f1_score(dmat.get_label().astype(np.int64), pred, k)
 
         callbacks = [_RoundProgress(progress, h["n_estimators"], bool(val.n))]
         if h["early_stopping_rounds"] and val.n:

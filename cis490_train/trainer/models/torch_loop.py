@@ -19,7 +19,7 @@ import numpy as np
 
 from ...atomic import atomic_path
 from ...errors import DataError
-from ..evaluate import confusion_matrix, metrics_from_confusion
+from ..evaluate import macro_f1_score
 from .base import Model, ModelConfig, Part, Progress, ProgressCallback, import_optional
 from .recipe import Recipe
 
@@ -89,8 +89,7 @@ def autocast(device: str, enabled: bool):
 def macro_f1(part: Part, predict: Callable[[Part], np.ndarray], n_classes: int) -> float | None:
     if not part.n:
         return None
-    cm = confusion_matrix(part.y, predict(part), n_classes)
-    return float(metrics_from_confusion(cm)["macro_f1"])
+    return macro_f1_score(part.y, predict(part), n_classes)
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,7 @@ def validate(logits_of: Callable[[Part], object], part: Part, n_classes: int) ->
     logits = logits_of(part).float()
     y = torch.from_numpy(part.y.astype(np.int64)).to(logits.device)
     loss = float(torch.nn.functional.cross_entropy(logits, y))
-    cm = confusion_matrix(part.y, logits.argmax(dim=1).cpu().numpy(), n_classes)
-    return Validation(float(metrics_from_confusion(cm)["macro_f1"]), loss)
+    return Validation(macro_f1_score(part.y, logits.argmax(dim=1).cpu().numpy(), n_classes), loss)
 
 
 @dataclass(frozen=True)
